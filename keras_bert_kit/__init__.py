@@ -1,0 +1,46 @@
+"""keras-bert-kit: BERT and DistilBERT in Keras 3 on TensorFlow."""
+
+import os
+
+# The library is built on TensorFlow (tf.data, TF Text, SavedModel, TFLite).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(
+        "keras_bert_kit needs the TensorFlow Keras backend; "
+        f"KERAS_BACKEND is {keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
+    )
+
+from keras_bert_kit.configs import (  # noqa: E402
+    PRESETS,
+    BertConfig,
+    DistilBertConfig,
+    config_from_preset,
+)
+from keras_bert_kit.layers import (  # noqa: E402
+    MaskedLMHead,
+    NextSentenceHead,
+)
+from keras_bert_kit.models import (  # noqa: E402
+    BertEncoder,
+    BertPretrainer,
+    DistilBertEncoder,
+    DistilBertPretrainer,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "BertConfig",
+    "BertEncoder",
+    "BertPretrainer",
+    "DistilBertConfig",
+    "DistilBertEncoder",
+    "DistilBertPretrainer",
+    "MaskedLMHead",
+    "NextSentenceHead",
+    "config_from_preset",
+]

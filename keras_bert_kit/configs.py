@@ -1,0 +1,286 @@
+"""Model configurations: validated dataclasses, JSON round trip, named presets.
+
+`BertConfig` and `DistilBertConfig` describe architecture only (sizes, activation,
+dropout, initialisation); they hold no weights. Presets follow the BERT paper and
+the "Well-Read Students" miniature family (Turc et al., 2019): intermediate size is
+4x hidden, vocabulary 30522 (the uncased WordPiece vocab), 512 positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, ClassVar
+
+# Activation names accepted by the encoders. "gelu" is the exact (erf) GELU of
+# the original BERT and Hugging Face; "gelu_approximate" is the tanh form used by
+# keras-hub's BertBackbone, Model Garden and HF's "gelu_new".
+ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
+
+_HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_new": "gelu_approximate",
+    "gelu_fast": "gelu_approximate",
+    "gelu_pytorch_tanh": "gelu_approximate",
+    "relu": "relu",
+}
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+
+
+def _check_rate(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a number in [0, 1); got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Fields shared by BERT and DistilBERT. Use a subclass, not this class."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    # None means 4 x hidden_size, the ratio every published BERT uses.
+    intermediate_size: int | None = None
+    max_sequence_length: int = 512
+    hidden_activation: str = "gelu"
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    layer_norm_epsilon: float = 1e-12
+    initializer_range: float = 0.02
+    pad_token_id: int = 0
+
+    model_type: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        if self.intermediate_size is None:
+            object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
+        self.validate()
+
+    def validate(self) -> None:
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "intermediate_size",
+            "max_sequence_length",
+        ):
+            _check_positive_int(name, getattr(self, name))
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by "
+                f"`num_heads` ({self.num_heads})."
+            )
+        if self.hidden_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"`hidden_activation` must be one of {ACTIVATIONS}; "
+                f"got {self.hidden_activation!r}."
+            )
+        _check_rate("dropout_rate", self.dropout_rate)
+        _check_rate("attention_dropout_rate", self.attention_dropout_rate)
+        if not self.layer_norm_epsilon > 0:
+            raise ValueError(
+                f"`layer_norm_epsilon` must be positive; got {self.layer_norm_epsilon!r}."
+            )
+        if not self.initializer_range > 0:
+            raise ValueError(
+                f"`initializer_range` must be positive; got {self.initializer_range!r}."
+            )
+        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) or not (
+            0 <= self.pad_token_id < self.vocab_size
+        ):
+            raise ValueError(
+                f"`pad_token_id` must be an id in [0, {self.vocab_size}); "
+                f"got {self.pad_token_id!r}."
+            )
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def replace(self, **changes: Any):
+        """A copy with `changes` applied (and validated)."""
+        if "hidden_size" in changes and "intermediate_size" not in changes:
+            # Keep the 4x ratio unless the caller pins the intermediate size.
+            if self.intermediate_size == 4 * self.hidden_size:
+                changes["intermediate_size"] = None
+        return dataclasses.replace(self, **changes)
+
+    # -- serialization -------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.__name__} field(s): {unknown}. Known fields: {sorted(known)}."
+            )
+        return cls(**values)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Returns the config as JSON, and writes it to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | os.PathLike):
+        """Reads a config written by `to_json` (a file path or the JSON text)."""
+        text = str(path_or_text)
+        if not text.lstrip().startswith("{"):
+            with open(path_or_text, encoding="utf-8") as f:
+                text = f.read()
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Not a valid {cls.__name__} JSON document: {e}") from e
+        if not isinstance(values, dict):
+            raise ValueError(f"A {cls.__name__} JSON document must be an object.")
+        return cls.from_dict(values)
+
+    # -- presets ---------------------------------------------------------------
+
+    @classmethod
+    def presets(cls) -> dict[str, "EncoderConfig"]:
+        """The named presets whose type is `cls`."""
+        return {name: c for name, c in PRESETS.items() if isinstance(c, cls)}
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any):
+        """The preset `name`, with optional field `overrides`."""
+        available = cls.presets()
+        if name not in available:
+            raise ValueError(
+                f"Unknown {cls.__name__} preset {name!r}. Available: {sorted(available)}."
+            )
+        return available[name].replace(**overrides)
+
+    @classmethod
+    def from_hf_config(cls, path: str | os.PathLike):
+        """Reads a Hugging Face `config.json` (a file or the directory holding it)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No Hugging Face config at {path}.")
+        with open(path, encoding="utf-8") as f:
+            hf = json.load(f)
+        model_type = hf.get("model_type")
+        if model_type != cls.model_type:
+            other = {c.model_type: c.__name__ for c in (BertConfig, DistilBertConfig)}
+            hint = f" Use {other[model_type]}.from_hf_config." if model_type in other else ""
+            raise ValueError(
+                f"{path} describes model_type={model_type!r}; {cls.__name__} reads "
+                f"{cls.model_type!r} configs.{hint}"
+            )
+        return cls(**cls._fields_from_hf(hf, path))
+
+    @classmethod
+    def _fields_from_hf(cls, hf: dict[str, Any], path: str) -> dict[str, Any]:
+        raise NotImplementedError  # Each architecture names its own HF keys.
+
+
+def _hf_activation(name: str, path: str) -> str:
+    if name not in _HF_ACTIVATIONS:
+        raise ValueError(
+            f"{path}: activation {name!r} is not supported; supported: {sorted(_HF_ACTIVATIONS)}."
+        )
+    return _HF_ACTIVATIONS[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig(EncoderConfig):
+    """BERT architecture. `type_vocab_size` is the number of segment ids (2: A/B)."""
+
+    type_vocab_size: int = 2
+
+    model_type: ClassVar[str] = "bert"
+
+    def validate(self) -> None:
+        super().validate()
+        _check_positive_int("type_vocab_size", self.type_vocab_size)
+
+    @classmethod
+    def _fields_from_hf(cls, hf, path):
+        position_type = hf.get("position_embedding_type", "absolute")
+        if position_type != "absolute":
+            raise ValueError(
+                f"{path}: position_embedding_type={position_type!r} is not supported; "
+                "only learned absolute positions are."
+            )
+        return dict(
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            intermediate_size=hf["intermediate_size"],
+            max_sequence_length=hf["max_position_embeddings"],
+            type_vocab_size=hf.get("type_vocab_size", 2),
+            hidden_activation=_hf_activation(hf.get("hidden_act", "gelu"), path),
+            dropout_rate=hf.get("hidden_dropout_prob", 0.1),
+            attention_dropout_rate=hf.get("attention_probs_dropout_prob", 0.1),
+            layer_norm_epsilon=hf.get("layer_norm_eps", 1e-12),
+            initializer_range=hf.get("initializer_range", 0.02),
+            pad_token_id=hf.get("pad_token_id", 0) or 0,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DistilBertConfig(EncoderConfig):
+    """DistilBERT architecture: BERT without segment embeddings or pooler weights."""
+
+    num_layers: int = 6
+
+    model_type: ClassVar[str] = "distilbert"
+
+    @classmethod
+    def _fields_from_hf(cls, hf, path):
+        # HF DistilBERT hard-codes LayerNorm epsilon to 1e-12.
+        return dict(
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["dim"],
+            num_layers=hf["n_layers"],
+            num_heads=hf["n_heads"],
+            intermediate_size=hf["hidden_dim"],
+            max_sequence_length=hf["max_position_embeddings"],
+            hidden_activation=_hf_activation(hf.get("activation", "gelu"), path),
+            dropout_rate=hf.get("dropout", 0.1),
+            attention_dropout_rate=hf.get("attention_dropout", 0.1),
+            initializer_range=hf.get("initializer_range", 0.02),
+            pad_token_id=hf.get("pad_token_id", 0) or 0,
+        )
+
+
+def _bert(layers: int, hidden: int, heads: int) -> BertConfig:
+    return BertConfig(num_layers=layers, hidden_size=hidden, num_heads=heads)
+
+
+PRESETS: dict[str, EncoderConfig] = {
+    "bert_tiny": _bert(2, 128, 2),
+    "bert_mini": _bert(4, 256, 4),
+    "bert_small": _bert(4, 512, 8),
+    "bert_medium": _bert(8, 512, 8),
+    "bert_base": _bert(12, 768, 12),
+    "bert_large": _bert(24, 1024, 16),
+    "distilbert_base": DistilBertConfig(num_layers=6, hidden_size=768, num_heads=12),
+}
+
+
+def config_from_preset(name: str, **overrides: Any) -> EncoderConfig:
+    """The config of preset `name` (a BertConfig or DistilBertConfig)."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Available: {sorted(PRESETS)}.")
+    return PRESETS[name].replace(**overrides)

@@ -1,0 +1,17 @@
+"""Registered Keras layers the encoders and heads are built from."""
+
+from keras_bert_kit.layers.attention import MultiHeadSelfAttention
+from keras_bert_kit.layers.embeddings import TransformerEmbeddings
+from keras_bert_kit.layers.masked_lm_head import MaskedLMHead
+from keras_bert_kit.layers.next_sentence_head import NextSentenceHead
+from keras_bert_kit.layers.pooler import CLSPooler
+from keras_bert_kit.layers.transformer_block import TransformerBlock
+
+__all__ = [
+    "CLSPooler",
+    "MaskedLMHead",
+    "MultiHeadSelfAttention",
+    "NextSentenceHead",
+    "TransformerBlock",
+    "TransformerEmbeddings",
+]

@@ -1,0 +1,101 @@
+"""Post-LayerNorm transformer encoder block (BERT, DistilBERT)."""
+
+import keras
+
+from keras_bert_kit.layers.activations import get_activation
+from keras_bert_kit.layers.attention import MultiHeadSelfAttention
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_kit")
+class TransformerBlock(keras.layers.Layer):
+    """`x = LN(x + Attention(x)); x = LN(x + FFN(x))`, dropout after each sublayer.
+
+    Args:
+        num_heads: attention heads.
+        intermediate_size: width of the feed-forward layer.
+        activation: "gelu" (exact erf), "gelu_approximate" (tanh) or "relu".
+        dropout_rate: dropout on each sublayer's output.
+        attention_dropout_rate: dropout on the attention probabilities.
+        layer_norm_epsilon: LayerNorm epsilon.
+        initializer_range: stddev of the truncated-normal initialiser.
+
+    Call: `block(x, padding_mask, training=None)` -> `(output, attention_probabilities)`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_size,
+        activation="gelu",
+        dropout_rate=0.1,
+        attention_dropout_rate=0.1,
+        layer_norm_epsilon=1e-12,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.activation = activation
+        self.dropout_rate = dropout_rate
+        self.attention_dropout_rate = attention_dropout_rate
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self._activation_fn = get_activation(activation)
+
+    def build(self, x_shape, padding_mask_shape=None):
+        hidden_size = x_shape[-1]
+        initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        policy = self.dtype_policy
+        self.attention = MultiHeadSelfAttention(
+            self.num_heads,
+            dropout_rate=self.attention_dropout_rate,
+            initializer_range=self.initializer_range,
+            dtype=policy,
+            name="attention",
+        )
+        self.attention.build(x_shape)
+        self.attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_layer_norm"
+        )
+        self.attention_layer_norm.build(x_shape)
+        self.intermediate_dense = keras.layers.Dense(
+            self.intermediate_size,
+            kernel_initializer=initializer,
+            dtype=policy,
+            name="intermediate_dense",
+        )
+        self.intermediate_dense.build(x_shape)
+        self.output_dense = keras.layers.Dense(
+            hidden_size, kernel_initializer=initializer, dtype=policy, name="output_dense"
+        )
+        self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="output_layer_norm"
+        )
+        self.output_layer_norm.build(x_shape)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
+
+    def call(self, x, padding_mask, training=None):
+        attended, probabilities = self.attention(x, padding_mask, training=training)
+        x = self.attention_layer_norm(x + self.dropout(attended, training=training))
+        hidden = self._activation_fn(self.intermediate_dense(x))
+        hidden = self.output_dense(hidden)
+        x = self.output_layer_norm(x + self.dropout(hidden, training=training))
+        return x, probabilities
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return tuple(x_shape), (x_shape[0], self.num_heads, x_shape[1], x_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            activation=self.activation,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            initializer_range=self.initializer_range,
+        )
+        return config

@@ -1,0 +1,143 @@
+"""The transformer encoder shared by BERT and DistilBERT, as a functional Keras model."""
+
+import keras
+
+from keras_bert_kit.configs import EncoderConfig
+from keras_bert_kit.layers import TransformerBlock, TransformerEmbeddings
+from keras_bert_kit.models.inputs import check_id_inputs
+
+
+class TransformerEncoder(keras.Model):
+    """Base of `BertEncoder` and `DistilBertEncoder`; not registered itself.
+
+    Subclasses set `config_class` and say how the pooled output is made.
+
+    Inputs (dict, int32, `[batch, seq]`, dynamic batch and length):
+        `input_ids`, `segment_ids` (when the config has segments), `padding_mask`
+        (1 for real tokens, 0 for padding).
+    Outputs (dict):
+        `sequence_output` `[batch, seq, hidden]`, `pooled_output` `[batch, hidden]`,
+        `hidden_states`: the embedding output then every layer's output,
+        `attentions` (only with `output_attentions=True`): every layer's float32
+        attention probabilities `[batch, heads, seq, seq]`.
+    """
+
+    config_class = EncoderConfig
+
+    def __init__(self, config, output_attentions=False, dtype=None, **kwargs):
+        config = self._resolve_config(config)
+        type_vocab_size = getattr(config, "type_vocab_size", 0)
+
+        # === Layers ===
+        embeddings = TransformerEmbeddings(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            max_sequence_length=config.max_sequence_length,
+            type_vocab_size=type_vocab_size,
+            layer_norm_epsilon=config.layer_norm_epsilon,
+            dropout_rate=config.dropout_rate,
+            initializer_range=config.initializer_range,
+            dtype=dtype,
+            name="embeddings",
+        )
+        transformer_layers = [
+            TransformerBlock(
+                num_heads=config.num_heads,
+                intermediate_size=config.intermediate_size,
+                activation=config.hidden_activation,
+                dropout_rate=config.dropout_rate,
+                attention_dropout_rate=config.attention_dropout_rate,
+                layer_norm_epsilon=config.layer_norm_epsilon,
+                initializer_range=config.initializer_range,
+                dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            for i in range(config.num_layers)
+        ]
+        pooler = self._make_pooler(config, dtype)
+
+        # === Functional model ===
+        inputs = {"input_ids": keras.Input((None,), dtype="int32", name="input_ids")}
+        if type_vocab_size:
+            inputs["segment_ids"] = keras.Input((None,), dtype="int32", name="segment_ids")
+        inputs["padding_mask"] = keras.Input((None,), dtype="int32", name="padding_mask")
+
+        x = embeddings(inputs["input_ids"], inputs.get("segment_ids"))
+        hidden_states, attentions = [x], []
+        for layer in transformer_layers:
+            x, probabilities = layer(x, inputs["padding_mask"])
+            hidden_states.append(x)
+            attentions.append(probabilities)
+        outputs = {
+            "sequence_output": x,
+            "pooled_output": pooler(x) if pooler is not None else x[:, 0, :],
+            "hidden_states": hidden_states,
+        }
+        if output_attentions:
+            outputs["attentions"] = attentions
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if dtype is not None:
+            # Functional.__init__ drops `dtype`; record it so get_config has it.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+
+        # === Config ===
+        self.config = config
+        self.output_attentions = output_attentions
+        self.embeddings = embeddings
+        self.transformer_layers = transformer_layers
+        self.pooler = pooler
+        self._input_limits = {"input_ids": config.vocab_size}
+        if type_vocab_size:
+            self._input_limits["segment_ids"] = type_vocab_size
+        self._input_limits["padding_mask"] = 2
+
+    @classmethod
+    def _resolve_config(cls, config):
+        if isinstance(config, str):
+            return cls.config_class.from_preset(config)
+        if isinstance(config, dict):
+            return cls.config_class.from_dict(config)
+        if type(config) is not cls.config_class:
+            raise ValueError(
+                f"{cls.__name__} needs a {cls.config_class.__name__} (or a preset name); "
+                f"got {type(config).__name__}."
+            )
+        return config
+
+    def _make_pooler(self, config, dtype):
+        """The layer computing `pooled_output`, or None for the raw [CLS] state."""
+        return None
+
+    @property
+    def token_embedding(self):
+        """The token-embedding layer; `MaskedLMHead` ties its output projection to it."""
+        return self.embeddings.token_embedding
+
+    @property
+    def input_names(self):
+        return list(self._input_limits)
+
+    def call(self, inputs, training=None, mask=None):
+        inputs = check_id_inputs(
+            inputs,
+            self._input_limits,
+            owner=self.name,
+            max_sequence_length=self.config.max_sequence_length,
+        )
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        return {
+            "config": self.config.to_dict(),
+            "output_attentions": self.output_attentions,
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

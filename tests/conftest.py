@@ -1,0 +1,76 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import keras_bert_kit as kbk  # noqa: E402
+
+
+def tiny_bert_config(**overrides):
+    values = dict(
+        vocab_size=300,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=64,
+        max_sequence_length=64,
+        type_vocab_size=2,
+    )
+    values.update(overrides)
+    return kbk.BertConfig(**values)
+
+
+def tiny_distilbert_config(**overrides):
+    values = dict(
+        vocab_size=300,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=64,
+        max_sequence_length=64,
+    )
+    values.update(overrides)
+    return kbk.DistilBertConfig(**values)
+
+
+def random_inputs(config, batch_size=3, seq_len=12, num_predictions=3, seed=0, lengths=None):
+    """Id inputs with right padding, segments and masked positions at real tokens."""
+    rng = np.random.default_rng(seed)
+    if lengths is None:
+        lengths = rng.integers(num_predictions + 1, seq_len + 1, size=batch_size)
+        lengths[0] = seq_len
+    lengths = np.asarray(lengths)
+    padding_mask = (np.arange(seq_len)[None, :] < lengths[:, None]).astype("int32")
+    input_ids = rng.integers(1, config.vocab_size, size=(batch_size, seq_len)) * padding_mask
+    inputs = {"input_ids": input_ids.astype("int32"), "padding_mask": padding_mask}
+    if isinstance(config, kbk.BertConfig):
+        segment_ids = (np.arange(seq_len)[None, :] >= (lengths[:, None] // 2)).astype("int32")
+        inputs["segment_ids"] = segment_ids * padding_mask
+    inputs["masked_positions"] = np.stack(
+        [np.sort(rng.choice(n, num_predictions, replace=False)) for n in lengths]
+    ).astype("int32")
+    return inputs
+
+
+def encoder_inputs(inputs):
+    return {k: v for k, v in inputs.items() if k != "masked_positions"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+    keras.backend.clear_session()
+
+
+@pytest.fixture(params=["bert", "distilbert"])
+def architecture(request):
+    """(config, encoder class, pretrainer class) for each architecture."""
+    if request.param == "bert":
+        return tiny_bert_config(), kbk.BertEncoder, kbk.BertPretrainer
+    return tiny_distilbert_config(), kbk.DistilBertEncoder, kbk.DistilBertPretrainer

@@ -1,0 +1,100 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bert_kit as kbk
+from tests.conftest import encoder_inputs, random_inputs
+
+
+def test_output_shapes(architecture):
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    outputs = pretrainer(random_inputs(config, batch_size=3, seq_len=12, num_predictions=4))
+    expected = {"mlm_logits": (3, 4, config.vocab_size)}
+    if pretrainer_class is kbk.BertPretrainer:
+        expected["nsp_logits"] = (3, 2)
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == expected
+    assert all(v.dtype == tf.float32 for v in outputs.values())
+
+
+def test_masked_lm_head_is_tied_and_gathers(architecture):
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    head, encoder = pretrainer.masked_lm_head, pretrainer.encoder
+    assert head.token_embedding.embeddings is encoder.token_embedding.embeddings
+    inputs = random_inputs(config)
+    sequence_output = encoder(encoder_inputs(inputs))["sequence_output"].numpy()
+    logits = pretrainer(inputs)["mlm_logits"].numpy()
+
+    # Reference: project every position with the embedding matrix, then pick.
+    hidden = head.layer_norm(head._activation_fn(head.dense(sequence_output))).numpy()
+    full = hidden @ encoder.token_embedding.embeddings.numpy().T + head.output_bias.numpy()
+    picked = np.take_along_axis(full, inputs["masked_positions"][:, :, None], axis=1)
+    np.testing.assert_allclose(logits, picked, atol=1e-4)
+
+
+def test_tied_embedding_gets_gradients_from_both_uses(architecture):
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    inputs = random_inputs(config)
+    embeddings = pretrainer.encoder.token_embedding.embeddings
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(pretrainer(inputs)["mlm_logits"])
+    gradient = tf.convert_to_tensor(tape.gradient(loss, embeddings))
+    # The output projection touches every row, the input lookup only a few.
+    assert np.count_nonzero(np.abs(gradient.numpy()).sum(axis=1)) == config.vocab_size
+    assert len(pretrainer.trainable_weights) == len({id(w) for w in pretrainer.trainable_weights})
+
+
+def test_cost_grows_with_predictions_not_sequence_length():
+    config = kbk.BertConfig(
+        vocab_size=2000, hidden_size=32, num_layers=1, num_heads=2, max_sequence_length=512
+    )
+    pretrainer = kbk.BertPretrainer(kbk.BertEncoder(config))
+    spec = {
+        name: tf.TensorSpec((2, 512), tf.int32)
+        for name in ("input_ids", "segment_ids", "padding_mask")
+    }
+    spec["masked_positions"] = tf.TensorSpec((2, 5), tf.int32)
+    graph = tf.function(lambda x: pretrainer(x)["mlm_logits"]).get_concrete_function(spec).graph
+    shapes = [op.outputs[0].shape for op in graph.get_operations() if op.type == "MatMul"]
+    shapes += [
+        op.outputs[0].shape
+        for op in graph.get_operations()
+        if op.type in ("BatchMatMulV2", "Einsum")
+        and op.outputs[0].shape.rank
+        and op.outputs[0].shape[-1] == 2000
+    ]
+    vocab_projections = [s for s in shapes if s[-1] == 2000]
+    assert vocab_projections, shapes
+    # The vocabulary projection sees 2 x 5 rows, never 2 x 512.
+    assert all(s.num_elements() == 2 * 5 * 2000 for s in vocab_projections)
+
+
+def test_next_sentence_label_convention_is_documented():
+    doc = kbk.NextSentenceHead.__doc__
+    assert "0 means segment B" in doc and "1 means B is a random segment" in doc
+
+
+def test_pretrainer_rejects_wrong_encoder():
+    config = kbk.DistilBertConfig(vocab_size=100, hidden_size=32, num_layers=1, num_heads=2)
+    with pytest.raises(ValueError, match="BertPretrainer needs a BertEncoder"):
+        kbk.BertPretrainer(kbk.DistilBertEncoder(config))
+
+
+def test_pretrainer_trains_a_step(architecture):
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    inputs = random_inputs(config, batch_size=4)
+    targets = {
+        "mlm_logits": np.take_along_axis(inputs["input_ids"], inputs["masked_positions"], axis=1)
+    }
+    losses = {"mlm_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}
+    if "nsp_logits" in pretrainer.output:
+        targets["nsp_logits"] = np.array([0, 1, 0, 1])
+        losses["nsp_logits"] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    pretrainer.compile(optimizer=keras.optimizers.Adam(1e-2), loss=losses)
+    history = pretrainer.fit(inputs, targets, epochs=30, verbose=0)
+    # Memorising four examples: the loss falls far below chance (log 300 = 5.7).
+    assert history.history["loss"][-1] < 0.3 * history.history["loss"][0]
