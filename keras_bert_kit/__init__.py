@@ -19,6 +19,7 @@ from keras_bert_kit.configs import (  # noqa: E402
     DistilBertConfig,
     config_from_preset,
 )
+from keras_bert_kit.convert import from_keras_hub, from_model_garden  # noqa: E402
 from keras_bert_kit.layers import (  # noqa: E402
     MaskedLMHead,
     NextSentenceHead,
@@ -43,4 +44,6 @@ __all__ = [
     "MaskedLMHead",
     "NextSentenceHead",
     "config_from_preset",
+    "from_keras_hub",
+    "from_model_garden",
 ]
