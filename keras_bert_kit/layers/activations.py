@@ -13,7 +13,12 @@ def gelu_approximate(x):
     return keras.activations.gelu(x, approximate=True)
 
 
-_ACTIVATIONS = {"gelu": gelu, "gelu_approximate": gelu_approximate, "relu": keras.activations.relu}
+_ACTIVATIONS = {
+    "gelu": gelu,
+    "gelu_approximate": gelu_approximate,
+    "relu": keras.activations.relu,
+    "tanh": keras.activations.tanh,
+}
 
 
 def get_activation(name):

@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_bert_kit.layers.fused_dense import FusedDense
+
 # The score given to padding keys. It fits in float16 and bfloat16 as well as
 # float32, so no cast can turn it into -inf; it is finite so that a row with no
 # real key gives a uniform distribution instead of NaN; and exp(-30000) is 0 in
@@ -43,14 +45,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             )
         self.head_size = hidden_size // self.num_heads
         initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
-        self.qkv_dense = keras.layers.Dense(
+        self.qkv_dense = FusedDense(
             3 * hidden_size,
             kernel_initializer=initializer,
             dtype=self.dtype_policy,
             name="qkv_dense",
         )
         self.qkv_dense.build(x_shape)
-        self.output_dense = keras.layers.Dense(
+        self.output_dense = FusedDense(
             hidden_size,
             kernel_initializer=initializer,
             dtype=self.dtype_policy,

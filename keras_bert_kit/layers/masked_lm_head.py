@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_bert_kit.layers.activations import get_activation
+from keras_bert_kit.layers.fused_dense import FusedDense
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -40,7 +40,6 @@ class MaskedLMHead(keras.layers.Layer):
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
-        self._activation_fn = get_activation(activation)
 
     def build(self, sequence_output_shape, masked_positions_shape=None):
         hidden_size = sequence_output_shape[-1]
@@ -50,8 +49,9 @@ class MaskedLMHead(keras.layers.Layer):
                 f"MaskedLMHead ties to an embedding of width {embedding_size}, "
                 f"but the sequence output has width {hidden_size}."
             )
-        self.dense = keras.layers.Dense(
+        self.dense = FusedDense(
             hidden_size,
+            activation=self.activation,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range),
             dtype=self.dtype_policy,
             name="dense",
@@ -69,7 +69,7 @@ class MaskedLMHead(keras.layers.Layer):
         gathered = ops.take_along_axis(
             sequence_output, ops.cast(masked_positions, "int32")[:, :, None], axis=1
         )
-        x = self.layer_norm(self._activation_fn(self.dense(gathered)))
+        x = self.layer_norm(self.dense(gathered))
         embeddings = ops.cast(self.token_embedding.embeddings, x.dtype)
         logits = ops.einsum("bph,vh->bpv", x, embeddings)
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_bert_kit.layers.fused_dense import FusedDense
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class NextSentenceHead(keras.layers.Layer):
@@ -19,7 +21,7 @@ class NextSentenceHead(keras.layers.Layer):
         self.initializer_range = initializer_range
 
     def build(self, pooled_output_shape):
-        self.dense = keras.layers.Dense(
+        self.dense = FusedDense(
             2,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range),
             dtype=self.dtype_policy,

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_bert_kit.layers.fused_dense import FusedDense
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class CLSPooler(keras.layers.Layer):
@@ -16,7 +18,7 @@ class CLSPooler(keras.layers.Layer):
 
     def build(self, sequence_output_shape):
         hidden_size = sequence_output_shape[-1]
-        self.dense = keras.layers.Dense(
+        self.dense = FusedDense(
             hidden_size,
             activation="tanh",
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_range),

@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_bert_kit.layers.activations import get_activation
+from keras_bert_kit.layers.fused_dense import FusedDense
 from keras_bert_kit.layers.attention import MultiHeadSelfAttention
 
 
@@ -41,7 +41,6 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
-        self._activation_fn = get_activation(activation)
 
     def build(self, x_shape, padding_mask_shape=None):
         hidden_size = x_shape[-1]
@@ -59,14 +58,15 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_layer_norm"
         )
         self.attention_layer_norm.build(x_shape)
-        self.intermediate_dense = keras.layers.Dense(
+        self.intermediate_dense = FusedDense(
             self.intermediate_size,
+            activation=self.activation,
             kernel_initializer=initializer,
             dtype=policy,
             name="intermediate_dense",
         )
         self.intermediate_dense.build(x_shape)
-        self.output_dense = keras.layers.Dense(
+        self.output_dense = FusedDense(
             hidden_size, kernel_initializer=initializer, dtype=policy, name="output_dense"
         )
         self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
@@ -79,8 +79,7 @@ class TransformerBlock(keras.layers.Layer):
     def call(self, x, padding_mask, training=None):
         attended, probabilities = self.attention(x, padding_mask, training=training)
         x = self.attention_layer_norm(x + self.dropout(attended, training=training))
-        hidden = self._activation_fn(self.intermediate_dense(x))
-        hidden = self.output_dense(hidden)
+        hidden = self.output_dense(self.intermediate_dense(x))
         x = self.output_layer_norm(x + self.dropout(hidden, training=training))
         return x, probabilities
 

@@ -28,7 +28,7 @@ def test_masked_lm_head_is_tied_and_gathers(architecture):
     logits = pretrainer(inputs)["mlm_logits"].numpy()
 
     # Reference: project every position with the embedding matrix, then pick.
-    hidden = head.layer_norm(head._activation_fn(head.dense(sequence_output))).numpy()
+    hidden = head.layer_norm(head.dense(sequence_output)).numpy()
     full = hidden @ encoder.token_embedding.embeddings.numpy().T + head.output_bias.numpy()
     picked = np.take_along_axis(full, inputs["masked_positions"][:, :, None], axis=1)
     np.testing.assert_allclose(logits, picked, atol=1e-4)

@@ -25,6 +25,7 @@ LAYER_CASES = {
         attention_dropout_rate=0.3, layer_norm_epsilon=1e-6, initializer_range=0.05,
     ),
     kbk_layers.CLSPooler: dict(initializer_range=0.05),
+    kbk_layers.FusedDense: dict(units=5, activation="gelu"),
     kbk_layers.NextSentenceHead: dict(initializer_range=0.05),
 }
 
