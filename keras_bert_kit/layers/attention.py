@@ -3,14 +3,14 @@
 import math
 
 import keras
-from keras import ops
+import tensorflow as tf
 
 from keras_bert_kit.layers.fused_dense import FusedDense
 
-# The score given to padding keys. It fits in float16 and bfloat16 as well as
-# float32, so no cast can turn it into -inf; it is finite so that a row with no
-# real key gives a uniform distribution instead of NaN; and exp(-30000) is 0 in
-# float32, where the softmax runs.
+# Added to the scores of padding keys. It fits in float16 and bfloat16 as well
+# as float32, so no cast can turn it into -inf; it is finite so that a row with
+# no real key gives a uniform distribution instead of NaN; and exp(-30000)
+# underflows to exactly 0 in float32, where the softmax runs.
 MASK_VALUE = -30000.0
 
 
@@ -62,18 +62,22 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
 
     def call(self, x, padding_mask, training=None):
-        batch, seq_len = ops.shape(x)[0], ops.shape(x)[1]
-        qkv = ops.reshape(self.qkv_dense(x), (batch, seq_len, 3, self.num_heads, self.head_size))
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        # Scaling the query is cheaper than scaling the [seq, seq] scores.
-        query = query * ops.cast(1.0 / math.sqrt(self.head_size), query.dtype)
-        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
-        keep = ops.cast(padding_mask, "bool")[:, None, None, :]
-        scores = ops.where(keep, ops.cast(scores, "float32"), MASK_VALUE)
-        probabilities = ops.softmax(scores, axis=-1)
-        weights = self.dropout(ops.cast(probabilities, x.dtype), training=training)
-        context = ops.einsum("bhqk,bkhd->bqhd", weights, value)
-        context = ops.reshape(context, (batch, seq_len, self.num_heads * self.head_size))
+        batch, seq_len = tf.shape(x)[0], tf.shape(x)[1]
+        qkv = tf.reshape(
+            self.qkv_dense(x), (batch, seq_len, 3, self.num_heads, self.head_size)
+        )
+        # [3, batch, heads, seq, head_size]: q, k and v as batches of matrices.
+        qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))
+        query, key, value = qkv[0], qkv[1], qkv[2]
+        # Scale and mask in one pass over float32 scores: grappler fuses
+        # BatchMatMul -> Mul -> Add into one oneDNN kernel.
+        bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * MASK_VALUE
+        scores = tf.matmul(query, key, transpose_b=True)
+        scores = tf.cast(scores, tf.float32) * (1.0 / math.sqrt(self.head_size)) + bias
+        probabilities = tf.nn.softmax(scores, axis=-1)
+        weights = self.dropout(tf.cast(probabilities, x.dtype), training=training)
+        context = tf.transpose(tf.matmul(weights, value), (0, 2, 1, 3))
+        context = tf.reshape(context, (batch, seq_len, self.num_heads * self.head_size))
         return self.output_dense(context), probabilities
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None):
