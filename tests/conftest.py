@@ -10,31 +10,22 @@ import pytest  # noqa: E402
 import keras_bert_kit as kbk  # noqa: E402
 
 
+TINY_SIZES = dict(
+    vocab_size=300,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    intermediate_size=64,
+    max_sequence_length=64,
+)
+
+
 def tiny_bert_config(**overrides):
-    values = dict(
-        vocab_size=300,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        intermediate_size=64,
-        max_sequence_length=64,
-        type_vocab_size=2,
-    )
-    values.update(overrides)
-    return kbk.BertConfig(**values)
+    return kbk.BertConfig(**{**TINY_SIZES, **overrides})
 
 
 def tiny_distilbert_config(**overrides):
-    values = dict(
-        vocab_size=300,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        intermediate_size=64,
-        max_sequence_length=64,
-    )
-    values.update(overrides)
-    return kbk.DistilBertConfig(**values)
+    return kbk.DistilBertConfig(**{**TINY_SIZES, **overrides})
 
 
 def random_inputs(config, batch_size=3, seq_len=12, num_predictions=3, seed=0, lengths=None):
@@ -54,6 +45,25 @@ def random_inputs(config, batch_size=3, seq_len=12, num_predictions=3, seed=0, l
         [np.sort(rng.choice(n, num_predictions, replace=False)) for n in lengths]
     ).astype("int32")
     return inputs
+
+
+def randomize_weights(model, seed=0):
+    """Gives every variable of a Keras 3 or tf_keras model random values.
+
+    Fresh models have zero biases and unit LayerNorm scales, which would hide a
+    bias or gamma/beta loaded into the wrong place. The scale (0.15) makes
+    feed-forward pre-activations O(1), where exact and tanh GELU differ.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        value = rng.normal(0.0, 0.15, variable.shape)
+        if "gamma" in variable.name:  # Keras 3 "gamma", tf_keras ".../gamma:0"
+            value += 1.0
+        variable.assign(value.astype("float32"))
+
+
+def max_abs_diff(a, b):
+    return float(np.max(np.abs(np.asarray(a, "float64") - np.asarray(b, "float64"))))
 
 
 def encoder_inputs(inputs):

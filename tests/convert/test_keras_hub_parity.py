@@ -1,5 +1,6 @@
 """keras-hub BertBackbone / DistilBertBackbone -> our encoders: same weights, same outputs."""
 
+import keras_hub
 import numpy as np
 import pytest
 
@@ -7,8 +8,8 @@ import keras_bert_kit as kbk
 from keras_bert_kit.convert import from_keras_hub
 from keras_bert_kit.convert.keras_hub import load_keras_hub_weights
 from keras_bert_kit.convert.weights import WeightAssignment, assign_weights
+from tests.conftest import max_abs_diff, randomize_weights
 
-keras_hub = pytest.importorskip("keras_hub")
 
 SIZES = dict(
     vocabulary_size=1000,
@@ -22,21 +23,6 @@ SIZES = dict(
 ATOL = 1e-5
 
 
-def randomize(model, seed=0):
-    """Gives every variable random values, so that no misplaced tensor goes unseen.
-
-    Fresh models have zero biases and unit LayerNorm scales, which would hide a
-    bias or gamma/beta loaded into the wrong place. The scale (0.15) makes
-    feed-forward pre-activations O(1), where exact and tanh GELU differ.
-    """
-    rng = np.random.default_rng(seed)
-    for variable in model.weights:
-        value = rng.normal(0.0, 0.15, variable.shape)
-        if variable.path.endswith("gamma"):
-            value += 1.0
-        variable.assign(value.astype("float32"))
-
-
 def id_inputs(vocab_size, batch_size=4, seq_len=16, seed=1):
     """Random ids; rows 1-3 end in padding (mask 0), with junk ids under it."""
     rng = np.random.default_rng(seed)
@@ -47,13 +33,9 @@ def id_inputs(vocab_size, batch_size=4, seq_len=16, seed=1):
     return input_ids, segment_ids * padding_mask, padding_mask
 
 
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-
-
 def test_bert_backbone_parity():
     backbone = keras_hub.models.BertBackbone(**SIZES)
-    randomize(backbone)
+    randomize_weights(backbone)
     encoder = from_keras_hub(backbone)
 
     assert isinstance(encoder, kbk.BertEncoder)
@@ -69,13 +51,13 @@ def test_bert_backbone_parity():
         {"input_ids": input_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
     )
     # Padding positions match too: both let padding queries attend to real keys.
-    assert max_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
-    assert max_diff(ours["pooled_output"], theirs["pooled_output"]) <= ATOL
+    assert max_abs_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
+    assert max_abs_diff(ours["pooled_output"], theirs["pooled_output"]) <= ATOL
 
 
 def test_distil_bert_backbone_parity():
     backbone = keras_hub.models.DistilBertBackbone(**SIZES)
-    randomize(backbone, seed=2)
+    randomize_weights(backbone, seed=2)
     encoder = from_keras_hub(backbone)
 
     assert isinstance(encoder, kbk.DistilBertEncoder)
@@ -86,8 +68,8 @@ def test_distil_bert_backbone_parity():
     input_ids, _, padding_mask = id_inputs(SIZES["vocabulary_size"], seed=3)
     theirs = backbone({"token_ids": input_ids, "padding_mask": padding_mask})
     ours = encoder({"input_ids": input_ids, "padding_mask": padding_mask})
-    assert max_diff(ours["sequence_output"], theirs) <= ATOL
-    assert max_diff(ours["pooled_output"], np.asarray(theirs)[:, 0]) <= ATOL
+    assert max_abs_diff(ours["sequence_output"], theirs) <= ATOL
+    assert max_abs_diff(ours["pooled_output"], np.asarray(theirs)[:, 0]) <= ATOL
 
 
 def test_shape_mismatch_names_the_tensor_and_changes_nothing():

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
+import tf_keras
+from official.nlp.modeling import networks
 
 import keras_bert_kit as kbk
 from keras_bert_kit.convert import from_model_garden
 from keras_bert_kit.convert.model_garden import load_model_garden_weights
+from tests.conftest import max_abs_diff, randomize_weights
 
-tf_keras = pytest.importorskip("tf_keras")
-networks = pytest.importorskip("official.nlp.modeling.networks")
 
 SIZES = dict(
     vocab_size=1000,
@@ -31,12 +32,7 @@ def exact_gelu(x):
 
 
 def model_garden_encoder(version="v2", **overrides):
-    """A tiny Model Garden encoder, built, with every variable randomised.
-
-    Random biases and LayerNorm parameters (not the zeros and ones of a fresh
-    model) make a misplaced tensor visible; the 0.15 scale makes feed-forward
-    pre-activations O(1), where exact and tanh GELU differ.
-    """
+    """A tiny Model Garden encoder, built, with every variable randomised."""
     kwargs = dict(SIZES, type_vocab_size=TYPE_VOCAB_SIZE, **overrides)
     if version == "v2":
         encoder = networks.BertEncoderV2(**kwargs)
@@ -44,12 +40,7 @@ def model_garden_encoder(version="v2", **overrides):
         encoder(dict(input_word_ids=ids, input_mask=ids + 1, input_type_ids=ids))
     else:
         encoder = networks.BertEncoder(dict_outputs=True, **kwargs)
-    rng = np.random.default_rng(0)
-    for variable in encoder.weights:
-        value = rng.normal(0.0, 0.15, variable.shape)
-        if "gamma" in variable.name:
-            value += 1.0
-        variable.assign(value.astype("float32"))
+    randomize_weights(encoder)
     return encoder
 
 
@@ -74,10 +65,6 @@ def outputs_of_both(mg_encoder, encoder):
     return ours, theirs
 
 
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-
-
 @pytest.mark.parametrize(
     "version, overrides, activation",
     [
@@ -97,8 +84,8 @@ def test_parity(version, overrides, activation):
 
     ours, theirs = outputs_of_both(mg_encoder, encoder)
     # All positions, padding included: both let padding queries attend to real keys.
-    assert max_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
-    assert max_diff(ours["pooled_output"], theirs["pooled_output"]) <= ATOL
+    assert max_abs_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
+    assert max_abs_diff(ours["pooled_output"], theirs["pooled_output"]) <= ATOL
 
 
 def test_wrong_gelu_flavour_is_visible():
@@ -106,7 +93,7 @@ def test_wrong_gelu_flavour_is_visible():
     mg_encoder = model_garden_encoder()
     encoder = from_model_garden(mg_encoder, hidden_activation="gelu")
     ours, theirs = outputs_of_both(mg_encoder, encoder)
-    assert max_diff(ours["sequence_output"], theirs["sequence_output"]) > 10 * ATOL
+    assert max_abs_diff(ours["sequence_output"], theirs["sequence_output"]) > 10 * ATOL
 
 
 def test_unbuilt_encoder_is_built_and_converted():
@@ -114,7 +101,7 @@ def test_unbuilt_encoder_is_built_and_converted():
     assert not mg_encoder.weights
     encoder = from_model_garden(mg_encoder)
     ours, theirs = outputs_of_both(mg_encoder, encoder)
-    assert max_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
+    assert max_abs_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
 
 
 def test_shape_mismatch_names_the_tensor():

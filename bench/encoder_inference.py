@@ -1,0 +1,627 @@
+"""Encoder inference throughput on CPU: keras_bert_kit vs keras-hub vs Hugging Face (torch).
+
+What it measures
+----------------
+BERT-base (12 layers, hidden 768, 12 heads, FFN 3072) and DistilBERT-base (6 layers,
+same widths), float32 inference on one batch of `--batch` x `--seq` token ids
+(default 8 x 128, no padding), random weights, for three implementations:
+
+* this project: `keras_bert_kit.BertEncoder` / `DistilBertEncoder` from the
+  "bert_base" / "distilbert_base" presets;
+* keras-hub: `keras_hub.models.BertBackbone` / `DistilBertBackbone` of the same sizes;
+* Hugging Face transformers on torch: `BertModel` / `DistilBertModel` built from a
+  config of the same sizes, `model.eval()`, called under `torch.inference_mode()`.
+
+Each Keras model is timed on each standard inference path,
+`tf.function(lambda x: model(x, training=False))` with `jit_compile=False` and with
+`jit_compile=True` (XLA); the faster one is reported (the "path" column; the other is
+listed below the table and kept in the JSON). Torch runs eagerly with the model's
+default attention implementation.
+
+Every timed call ends with `.numpy()` on the sequence output, so no lazy or
+asynchronous execution can escape the timer. Each path is warmed up first (the first
+call traces and compiles; its time is reported separately), then timed call by call
+until `--budget-seconds` have passed and at least 10 calls are timed. Throughput is
+batch / median time; the spread is the interquartile range as a % of the median.
+TensorFlow (intra-op threads) and torch (`torch.set_num_threads`) both get the number
+of CPUs this process may use (its affinity mask, capped by a cgroup quota).
+
+FLOPs and the matmul peak
+-------------------------
+GFLOP/s come from an analytic count of the forward pass's matrix multiplications, each
+counted as 2*m*n*k: per layer the fused QKV projection, the attention output
+projection, the two feed-forward projections and the two attention batch matmuls
+(Q K^T and P V), plus BERT's pooler dense layer. Embedding lookups and elementwise
+work (bias, softmax, GELU, LayerNorm, residuals) are ignored, so this slightly
+undercounts the real work. The peak is the best GFLOP/s of `tf.matmul` on square
+float32 matrices (1024, 2048, 3072; in a tf.function, with and without XLA; median of
+repeats), measured in the same run; each model's GFLOP/s is shown as a fraction of it.
+
+Targets, checked for this project's encoders and printed as PASS / FALL SHORT:
+sequences/s >= 1.1x keras-hub's, and GFLOP/s >= 0.9 of the matmul peak.
+
+Notes:
+* The implementations compute the same matmuls but not identical elementwise ops:
+  keras-hub's BertBackbone uses the tanh-approximate GELU, the others the exact (erf) one.
+* The environment is used as found. torch's OpenMP runtime (libgomp) spin-waits
+  between parallel regions, which on a busy or virtualised CPU can make torch several
+  times slower (on one shared 2-vCPU VM: DistilBERT 8x128, 2 threads, 2.3 s per batch
+  by default, 0.9 s with OMP_WAIT_POLICY=PASSIVE, 1.4 s with 1 thread). The variables
+  that matter (OMP_WAIT_POLICY, OMP_NUM_THREADS, ...) are recorded in the JSON.
+
+Running
+-------
+    .venv/bin/python bench/encoder_inference.py                  # full run, ~5 minutes
+    .venv/bin/python bench/encoder_inference.py --quick --seq 32  # smoke run, not a measurement
+    .venv/bin/python bench/encoder_inference.py --models bert --budget-seconds 20 --json out.json
+
+Run the full benchmark on an otherwise idle machine; the load average is printed at
+the start and the end. Progress goes to stderr, the results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import keras_bert_kit as kbk  # noqa: E402
+
+# bench/ is sys.path[0] when this file is run as a script.
+from _timing import Timing, measure, usable_cores  # noqa: E402
+
+TARGET_VS_KERAS_HUB = 1.1
+TARGET_FRACTION_OF_PEAK = 0.9
+PEAK_MATMUL_SIZES = (1024, 2048, 3072)
+# The standard Keras inference paths: label -> tf.function's jit_compile.
+KERAS_PATHS = {"tf.function": False, "tf.function+XLA": True}
+# Recorded in the JSON: they change the speed of TensorFlow or torch.
+ENVIRONMENT_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+                         "GOMP_SPINCOUNT", "MKL_NUM_THREADS")  # fmt: skip
+
+Step = Callable[[], object]  # one forward pass, returning only once its output exists
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# === Architectures and FLOPs ===================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    key: str
+    title: str
+    config: kbk.configs.EncoderConfig
+
+    @property
+    def is_bert(self) -> bool:
+        """BERT has segment embeddings and a pooler dense layer; DistilBERT has neither."""
+        return isinstance(self.config, kbk.BertConfig)
+
+
+ARCHITECTURES = {
+    "bert": Architecture("bert", "BERT-base", kbk.BertConfig.from_preset("bert_base")),
+    "distilbert": Architecture(
+        "distilbert", "DistilBERT-base", kbk.DistilBertConfig.from_preset("distilbert_base")
+    ),
+}
+
+
+def forward_flops(arch: Architecture, batch: int, seq: int) -> int:
+    """Matmul FLOPs (2*m*n*k each) of one forward pass; see the module docstring."""
+    c = arch.config
+    tokens = batch * seq
+    hidden, ffn = c.hidden_size, c.intermediate_size
+    projections = 2 * tokens * hidden * (3 * hidden + hidden + 2 * ffn)  # QKV, out, FFN in/out
+    attention = 2 * (2 * batch * seq * seq * hidden)  # Q K^T and P V, all heads together
+    pooler = 2 * batch * hidden * hidden if arch.is_bert else 0
+    return c.num_layers * (projections + attention) + pooler
+
+
+def make_inputs(arch: Architecture, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """int32 `[batch, seq]` inputs under keras-hub's names: random ids, two
+    segments (BERT only), no padding."""
+    rng = np.random.default_rng(seed)
+    inputs = {
+        "token_ids": rng.integers(1, arch.config.vocab_size, (batch, seq), dtype=np.int32)
+    }
+    if arch.is_bert:
+        second_half = (np.arange(seq) >= seq // 2).astype(np.int32)
+        inputs["segment_ids"] = np.tile(second_half, (batch, 1))
+    inputs["padding_mask"] = np.ones((batch, seq), np.int32)
+    return inputs
+
+
+def renamed(inputs: dict, names: dict[str, str]) -> dict:
+    return {names.get(name, name): value for name, value in inputs.items()}
+
+
+# === Implementations: each builds its model and returns {path label: step} ======
+
+
+def keras_paths(model: keras.Model, inputs: dict[str, np.ndarray]) -> dict[str, Step]:
+    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+
+    def step_for(jit_compile: bool) -> Step:
+        forward = tf.function(lambda x: model(x, training=False), jit_compile=jit_compile)
+
+        def step():
+            outputs = forward(tensors)
+            sequence_output = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+            return sequence_output.numpy()
+
+        return step
+
+    return {label: step_for(jit) for label, jit in KERAS_PATHS.items()}
+
+
+def project_paths(arch: Architecture, inputs: dict) -> dict[str, Step]:
+    encoder_class = kbk.BertEncoder if arch.is_bert else kbk.DistilBertEncoder
+    model = encoder_class(arch.config)
+    return keras_paths(model, renamed(inputs, {"token_ids": "input_ids"}))
+
+
+def keras_hub_paths(arch: Architecture, inputs: dict) -> dict[str, Step]:
+    c = arch.config
+    sizes = dict(
+        vocabulary_size=c.vocab_size,
+        num_layers=c.num_layers,
+        num_heads=c.num_heads,
+        hidden_dim=c.hidden_size,
+        intermediate_dim=c.intermediate_size,
+        dropout=c.dropout_rate,
+        max_sequence_length=c.max_sequence_length,
+    )
+    if arch.is_bert:
+        model = keras_hub.models.BertBackbone(num_segments=c.type_vocab_size, **sizes)
+    else:
+        model = keras_hub.models.DistilBertBackbone(**sizes)
+    return keras_paths(model, inputs)
+
+
+def torch_paths(arch: Architecture, inputs: dict) -> dict[str, Step]:
+    c = arch.config
+    if arch.is_bert:
+        hf_config = transformers.BertConfig(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_layers,
+            num_attention_heads=c.num_heads,
+            intermediate_size=c.intermediate_size,
+            hidden_act="gelu",
+            max_position_embeddings=c.max_sequence_length,
+            type_vocab_size=c.type_vocab_size,
+            layer_norm_eps=c.layer_norm_epsilon,
+        )
+        model = transformers.BertModel(hf_config)
+    else:
+        hf_config = transformers.DistilBertConfig(
+            vocab_size=c.vocab_size,
+            dim=c.hidden_size,
+            n_layers=c.num_layers,
+            n_heads=c.num_heads,
+            hidden_dim=c.intermediate_size,
+            activation="gelu",
+            max_position_embeddings=c.max_sequence_length,
+        )
+        model = transformers.DistilBertModel(hf_config)
+    model.eval()
+    hf_names = {
+        "token_ids": "input_ids",
+        "segment_ids": "token_type_ids",
+        "padding_mask": "attention_mask",
+    }
+    tensors = {
+        name: torch.as_tensor(value, dtype=torch.long)
+        for name, value in renamed(inputs, hf_names).items()
+    }
+
+    def step():
+        with torch.inference_mode():
+            return model(**tensors).last_hidden_state.numpy()
+
+    return {f"eager, {model.config._attn_implementation} attention": step}
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    key: str
+    label: str
+    build_paths: Callable[[Architecture, dict], dict[str, Step]]
+
+
+IMPLEMENTATIONS = (
+    Implementation("project", f"keras_bert_kit {kbk.__version__}", project_paths),
+    Implementation("keras_hub", f"keras-hub {keras_hub.__version__}", keras_hub_paths),
+    Implementation(
+        "torch",
+        f"transformers {transformers.__version__} (torch {torch.__version__})",
+        torch_paths,
+    ),
+)
+
+
+# === Measuring ==================================================================
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingOptions:
+    budget_seconds: float
+    min_repeats: int
+
+    def measure(self, step: Step) -> Timing:
+        return measure(step, budget_seconds=self.budget_seconds, min_repeats=self.min_repeats)
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    arch: Architecture
+    implementation: Implementation
+    timings: dict[str, Timing]  # every path tried
+    batch: int
+    flops: int
+
+    @property
+    def path(self) -> str:
+        """The fastest path (lowest median)."""
+        return min(self.timings, key=lambda path: self.timings[path].median)
+
+    @property
+    def timing(self) -> Timing:
+        return self.timings[self.path]
+
+    @property
+    def sequences_per_second(self) -> float:
+        return self.batch / self.timing.median
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.timing.median / 1e9
+
+    def to_dict(self, peak_gflops: float) -> dict:
+        return {
+            "model": self.arch.key,
+            "implementation": self.implementation.key,
+            "implementation_label": self.implementation.label,
+            "path": self.path,
+            "sequences_per_second": self.sequences_per_second,
+            "flops_per_batch": self.flops,
+            "gflops": self.gflops,
+            "fraction_of_peak": self.gflops / peak_gflops,
+            "paths": {path: timing.to_dict() for path, timing in self.timings.items()},
+        }
+
+
+def describe(timing: Timing) -> str:
+    return (
+        f"median {timing.median * 1e3:.1f} ms, IQR {timing.spread:.1%}, "
+        f"{len(timing.times)} repeats, first call {timing.first_call_seconds:.1f} s"
+    )
+
+
+def run_implementation(
+    arch: Architecture,
+    implementation: Implementation,
+    inputs: dict,
+    flops: int,
+    options: TimingOptions,
+) -> Result:
+    log(f"{arch.title} / {implementation.label}: building")
+    paths = implementation.build_paths(arch, inputs)
+    timings = {}
+    for path, step in paths.items():
+        log(f"  {path}: warming up and timing")
+        timings[path] = options.measure(step)
+        log(f"  {path}: {describe(timings[path])}")
+    del paths, step  # the steps hold the model: free it before the next one is built
+    keras.backend.clear_session()
+    gc.collect()
+    batch = next(iter(inputs.values())).shape[0]
+    return Result(arch, implementation, timings, batch, flops)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeakCandidate:
+    size: int
+    path: str
+    timing: Timing
+
+    @property
+    def gflops(self) -> float:
+        return 2 * self.size**3 / self.timing.median / 1e9
+
+    def to_dict(self) -> dict:
+        return {"size": self.size, "path": self.path, "gflops": self.gflops,
+                **self.timing.to_dict()}  # fmt: skip
+
+
+def measure_matmul_peak(options: TimingOptions) -> list[PeakCandidate]:
+    """fp32 `tf.matmul` GFLOP/s for each size and Keras path; the best is the peak."""
+    candidates = []
+    for size in PEAK_MATMUL_SIZES:
+        a = tf.random.normal((size, size), dtype=tf.float32, seed=1)
+        b = tf.random.normal((size, size), dtype=tf.float32, seed=2)
+        for path, jit_compile in KERAS_PATHS.items():
+            matmul = tf.function(tf.linalg.matmul, jit_compile=jit_compile)
+            timing = options.measure(lambda: matmul(a, b).numpy())  # noqa: B023 (used now)
+            candidates.append(PeakCandidate(size, path, timing))
+            log(f"matmul {size}x{size} {path}: {candidates[-1].gflops:.1f} GFLOP/s")
+    return candidates
+
+
+# === Reporting ==================================================================
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(
+            str(cell).rjust(width) if right else str(cell).ljust(width)
+            for cell, width, right in zip(cells, widths, numeric)
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(str(text).rstrip("%x"))
+    except ValueError:
+        return False
+    return True
+
+
+def verdict(value: float, target: float) -> str:
+    return "PASS" if value >= target else "FALL SHORT"
+
+
+def comparisons(results: list[Result], peak: float) -> dict[str, dict]:
+    """Per architecture: this project vs keras-hub and torch, and against the targets."""
+    by_arch: dict[str, dict[str, Result]] = {}
+    for result in results:
+        by_arch.setdefault(result.arch.key, {})[result.implementation.key] = result
+    summary = {}
+    for arch_key, found in by_arch.items():
+        project = found["project"]
+        vs_keras_hub = project.sequences_per_second / found["keras_hub"].sequences_per_second
+        vs_torch = project.sequences_per_second / found["torch"].sequences_per_second
+        fraction = project.gflops / peak
+        summary[arch_key] = {
+            "title": project.arch.title,
+            "project_vs_keras_hub": vs_keras_hub,
+            "project_vs_torch": vs_torch,
+            "project_fraction_of_peak": fraction,
+            "vs_keras_hub_verdict": verdict(vs_keras_hub, TARGET_VS_KERAS_HUB),
+            "fraction_of_peak_verdict": verdict(fraction, TARGET_FRACTION_OF_PEAK),
+        }
+    return summary
+
+
+def print_header(meta: dict, peak_candidates: list[PeakCandidate]) -> None:
+    print(
+        f"\nEncoder inference, float32, batch {meta['batch']} x seq {meta['seq']}, "
+        f"{meta['cores']} CPU(s) ({meta['cpu']}); load average at start "
+        f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}"
+    )
+    if meta["quick"]:
+        print("QUICK (smoke) run: too few repeats for the numbers to mean anything.")
+    best = max(peak_candidates, key=lambda candidate: candidate.gflops)
+    print(f"fp32 matmul peak: {best.gflops:.1f} GFLOP/s (tf.matmul {best.size}^2, {best.path})")
+    tried = ", ".join(f"{c.size} {c.path} {c.gflops:.1f}" for c in peak_candidates)
+    print(f"  all tried (GFLOP/s): {tried}")
+
+
+def print_results_table(results: list[Result], peak: float) -> None:
+    """One row per model and implementation, on its fastest path. The last column is
+    keras_bert_kit's sequences/s divided by the row's: the ratios this project vs X."""
+    project = {r.arch.key: r for r in results if r.implementation.key == "project"}
+    headers = ["model", "implementation", "path", "seq/s", "ms/batch", "IQR", "n",
+               "GFLOP/s", "of peak", "kbk / this"]  # fmt: skip
+    rows = [
+        [
+            r.arch.title,
+            r.implementation.label,
+            r.path,
+            f"{r.sequences_per_second:.2f}",
+            f"{r.timing.median * 1e3:.1f}",
+            f"{r.timing.spread:.1%}",
+            str(len(r.timing.times)),
+            f"{r.gflops:.1f}",
+            f"{r.gflops / peak:.2f}",
+            f"{project[r.arch.key].sequences_per_second / r.sequences_per_second:.2f}x",
+        ]
+        for r in results
+    ]
+    print()
+    print(format_table(headers, rows))
+    print(
+        "IQR: interquartile range of the per-batch times, % of the median; n: timed calls; "
+        "kbk / this: keras_bert_kit's seq/s over the row's (> 1: keras_bert_kit is faster)."
+    )
+
+
+def print_paths_tried(results: list[Result]) -> None:
+    print("\nPaths tried (median ms/batch; first call = trace + compile):")
+    for r in results:
+        tried = "; ".join(
+            f"{path} {t.median * 1e3:.1f} ms (first {t.first_call_seconds:.1f} s)"
+            for path, t in r.timings.items()
+        )
+        print(f"  {r.arch.title} / {r.implementation.label}: {tried}")
+
+
+def print_targets(summary: dict[str, dict]) -> None:
+    print(
+        f"\nTargets for keras_bert_kit: >= {TARGET_VS_KERAS_HUB}x keras-hub's sequences/s, "
+        f">= {TARGET_FRACTION_OF_PEAK} of the fp32 matmul peak."
+    )
+    for s in summary.values():
+        print(
+            f"  {s['title']}: vs keras-hub {s['project_vs_keras_hub']:.2f}x "
+            f"[{s['vs_keras_hub_verdict']}], fraction of matmul peak "
+            f"{s['project_fraction_of_peak']:.2f} [{s['fraction_of_peak_verdict']}]; "
+            f"vs torch {s['project_vs_torch']:.2f}x (no target)"
+        )
+
+
+def report(results: list[Result], peak_candidates: list[PeakCandidate], meta: dict) -> dict:
+    """Prints the results and returns them as a JSON-ready dict."""
+    best = max(peak_candidates, key=lambda candidate: candidate.gflops)
+    summary = comparisons(results, best.gflops)
+    print_header(meta, peak_candidates)
+    print_results_table(results, best.gflops)
+    print_paths_tried(results)
+    print_targets(summary)
+    return {
+        "meta": meta,
+        "matmul_peak": {
+            "gflops": best.gflops,
+            "size": best.size,
+            "path": best.path,
+            "candidates": [c.to_dict() for c in peak_candidates],
+        },
+        "targets": {
+            "project_vs_keras_hub": TARGET_VS_KERAS_HUB,
+            "project_fraction_of_peak": TARGET_FRACTION_OF_PEAK,
+        },
+        "results": [r.to_dict(best.gflops) for r in results],
+        "comparisons": summary,
+    }
+
+
+# === Main =======================================================================
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def configure_runtime(cores: int) -> None:
+    """CPU only, and `cores` threads for TensorFlow's ops and for torch."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+        tf.config.threading.set_intra_op_parallelism_threads(cores)
+    except RuntimeError as e:  # TensorFlow's runtime already started
+        log(f"warning: could not configure TensorFlow: {e}")
+    torch.set_num_threads(cores)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8, help="sequences per batch (default 8)")
+    parser.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    parser.add_argument(
+        "--models",
+        default="bert,distilbert",
+        help=f"comma-separated, from {','.join(ARCHITECTURES)} (default: both)",
+    )
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=12.0,
+        help="timing budget per model and path (default 12; the matmul peak gets 1/4 "
+        "of it per size and path)",
+    )
+    parser.add_argument(
+        "--min-repeats", type=int, default=10, help="timed calls at least (default 10)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: no budget, 2 timed calls per path"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
+    unknown = sorted(set(args.models) - set(ARCHITECTURES))
+    if unknown or not args.models:
+        parser.error(f"--models: unknown {unknown}; choose from {sorted(ARCHITECTURES)}")
+    if args.batch <= 0 or args.seq <= 0:
+        parser.error("--batch and --seq must be positive")
+    if args.quick:
+        args.budget_seconds, args.min_repeats = 0.0, 2
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cores = usable_cores()
+    configure_runtime(cores)
+    meta = {
+        "batch": args.batch,
+        "seq": args.seq,
+        "models": args.models,
+        "budget_seconds": args.budget_seconds,
+        "min_repeats": args.min_repeats,
+        "quick": args.quick,
+        "cores": cores,
+        "cpu": cpu_model(),
+        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "torch_threads": torch.get_num_threads(),
+        "environment": {
+            name: os.environ.get(name, "unset")
+            for name in ENVIRONMENT_VARIABLES
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "keras_bert_kit": kbk.__version__,
+            "keras_hub": keras_hub.__version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "load_average_start": os.getloadavg()[0],
+    }
+    if meta["load_average_start"] > 0.5 * cores:
+        log(f"warning: load average {meta['load_average_start']:.2f} on {cores} CPU(s); "
+            "the machine is busy and the timings will be noisy")  # fmt: skip
+
+    peak_options = TimingOptions(args.budget_seconds / 4, max(2, args.min_repeats // 2))
+    peak_candidates = measure_matmul_peak(peak_options)
+
+    options = TimingOptions(args.budget_seconds, args.min_repeats)
+    results = []
+    for arch in (ARCHITECTURES[name] for name in args.models):
+        inputs = make_inputs(arch, args.batch, args.seq)
+        flops = forward_flops(arch, args.batch, args.seq)
+        for implementation in IMPLEMENTATIONS:
+            results.append(run_implementation(arch, implementation, inputs, flops, options))
+
+    meta["load_average_end"] = os.getloadavg()[0]
+    summary = report(results, peak_candidates, meta)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        print(f"\nWrote {args.json}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
