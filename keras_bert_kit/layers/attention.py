@@ -26,8 +26,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     Call: `layer(x, padding_mask, training=None)` with `x` `[batch, seq, hidden]`
     and an int `padding_mask` `[batch, seq]` (1 = real token, 0 = padding). The
     mask stays an integer tensor so that mixed-precision autocasting never
-    touches it. Returns
-    `(output, probabilities)`; `probabilities` is float32
+    touches it. Returns `(output, probabilities)`; `probabilities` is float32
     `[batch, heads, seq, seq]`, taken before attention dropout.
     """
 
