@@ -1,7 +1,7 @@
 """In-graph WordPiece tokenization, BERT input packing and vocabulary training."""
 
 from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
-from keras_bert_kit.tokenization.tokenizer import BertTokenizer
+from keras_bert_kit.tokenization.tokenizer import BertTokenizer, normalize_text
 from keras_bert_kit.tokenization.vocabulary import (
     CLS_TOKEN,
     MASK_TOKEN,
@@ -13,6 +13,7 @@ from keras_bert_kit.tokenization.vocabulary import (
     save_vocabulary,
     standard_reserved_tokens,
 )
+from keras_bert_kit.tokenization.vocabulary_training import train_wordpiece_vocabulary
 
 __all__ = [
     "CLS_TOKEN",
@@ -24,6 +25,8 @@ __all__ = [
     "BertPreprocessor",
     "BertTokenizer",
     "load_vocabulary",
+    "normalize_text",
     "save_vocabulary",
     "standard_reserved_tokens",
+    "train_wordpiece_vocabulary",
 ]

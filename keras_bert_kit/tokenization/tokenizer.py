@@ -52,6 +52,26 @@ _COMBINING_MARKS = r"\p{Mn}"
 MAX_BYTES_PER_WORD = 100
 
 
+def normalize_text(text, lowercase=True, strip_accents=True):
+    """BERT's text normalisation, in-graph, on a string tensor of any shape.
+
+    Invalid UTF-8 becomes U+FFFD, which is then deleted with control, format
+    and private-use characters; accents are stripped (NFD, then combining marks
+    dropped) and text is lowercased when asked. This is what Google's BERT and
+    Hugging Face's `BertTokenizer` do before splitting words.
+    """
+    text = tf.strings.unicode_transcode(
+        text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
+    )
+    text = tf.strings.regex_replace(text, _DELETED_CHARACTERS, "")
+    if strip_accents:
+        text = tf_text.normalize_utf8(text, "NFD")
+        text = tf.strings.regex_replace(text, _COMBINING_MARKS, "")
+    if lowercase:
+        text = tf.strings.lower(text, encoding="utf-8")
+    return text
+
+
 def _as_string_tensor(inputs, what="inputs"):
     if isinstance(inputs, (tf.Tensor, tf.RaggedTensor)):
         tensor = inputs
@@ -195,19 +215,6 @@ class BertTokenizer(keras.layers.Layer):
 
     # -- tokenization ---------------------------------------------------------
 
-    def normalize(self, text):
-        """Applies the "bert" normalisation to a string tensor (any shape)."""
-        text = tf.strings.unicode_transcode(
-            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD
-        )
-        text = tf.strings.regex_replace(text, _DELETED_CHARACTERS, "")
-        if self._strip:
-            text = tf_text.normalize_utf8(text, "NFD")
-            text = tf.strings.regex_replace(text, _COMBINING_MARKS, "")
-        if self.lowercase:
-            text = tf.strings.lower(text, encoding="utf-8")
-        return text
-
     def tokenize(self, inputs):
         """Text to int32 ids: `[num_tokens]` for a string, ragged `[batch, (num_tokens)]`."""
         text = _as_string_tensor(inputs)
@@ -219,7 +226,7 @@ class BertTokenizer(keras.layers.Layer):
         if scalar:
             text = text[tf.newaxis]
         if self.normalizer == "bert":
-            text = self.normalize(text)
+            text = normalize_text(text, lowercase=self.lowercase, strip_accents=self._strip)
         ids = self._fast_tokenizer.tokenize(text)
         return ids[0] if scalar else ids
 
