@@ -3,7 +3,8 @@
 `measure(step, ...)` calls `step` (which must block until its result exists)
 a few times to warm up, then times repeated calls until a wall-clock budget is
 spent and a minimum repeat count is reached. `Timing` holds the per-call times
-and summarises them by the median and the interquartile range.
+and summarises them by the median and the interquartile range. `format_table`
+lays results out as an aligned text table.
 """
 
 from __future__ import annotations
@@ -102,3 +103,25 @@ def measure(
         if gc_was_enabled:
             gc.enable()
     return Timing(times=tuple(times), first_call_seconds=first_call)
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(
+            str(cell).rjust(width) if right else str(cell).ljust(width)
+            for cell, width, right in zip(cells, widths, numeric)
+        ).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(str(text).rstrip("%x"))
+    except ValueError:
+        return False
+    return True

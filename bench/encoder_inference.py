@@ -83,7 +83,7 @@ import transformers  # noqa: E402
 import keras_bert_kit as kbk  # noqa: E402
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import Timing, measure, usable_cores  # noqa: E402
+from _timing import Timing, format_table, measure, usable_cores  # noqa: E402
 
 TARGET_VS_KERAS_HUB = 1.1
 TARGET_FRACTION_OF_PEAK = 0.9
@@ -367,28 +367,6 @@ def measure_matmul_peak(options: TimingOptions) -> list[PeakCandidate]:
 
 
 # === Reporting ==================================================================
-
-
-def format_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    numeric = [all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
-
-    def line(cells):
-        return "  ".join(
-            str(cell).rjust(width) if right else str(cell).ljust(width)
-            for cell, width, right in zip(cells, widths, numeric)
-        ).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(str(text).rstrip("%x"))
-    except ValueError:
-        return False
-    return True
 
 
 def verdict(value: float, target: float) -> str:

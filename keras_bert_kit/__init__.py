@@ -30,6 +30,12 @@ from keras_bert_kit.models import (  # noqa: E402
     DistilBertEncoder,
     DistilBertPretrainer,
 )
+from keras_bert_kit.tokenization import (  # noqa: E402
+    BertPreprocessor,
+    BertTokenizer,
+    train_wordpiece_vocabulary,
+)
+from keras_bert_kit import data, tokenization  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -37,13 +43,18 @@ __all__ = [
     "PRESETS",
     "BertConfig",
     "BertEncoder",
+    "BertPreprocessor",
     "BertPretrainer",
+    "BertTokenizer",
     "DistilBertConfig",
     "DistilBertEncoder",
     "DistilBertPretrainer",
     "MaskedLMHead",
     "NextSentenceHead",
     "config_from_preset",
+    "data",
     "from_keras_hub",
     "from_model_garden",
+    "tokenization",
+    "train_wordpiece_vocabulary",
 ]
