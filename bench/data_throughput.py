@@ -78,7 +78,11 @@ def tokenizers(vocab_path):
 
     def tf_tokenizer(layer):
         def run(batch):
-            return int(layer(tf.constant(batch)).flat_values.numpy().size)
+            ids = layer(tf.constant(batch))
+            # keras-hub's eager path hands back Python lists.
+            if isinstance(ids, tf.RaggedTensor):
+                return int(ids.flat_values.numpy().size)
+            return sum(len(row) for row in ids)
 
         return run
 

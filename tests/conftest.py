@@ -84,3 +84,32 @@ def architecture(request):
     if request.param == "bert":
         return tiny_bert_config(), kbk.BertEncoder, kbk.BertPretrainer
     return tiny_distilbert_config(), kbk.DistilBertEncoder, kbk.DistilBertPretrainer
+
+
+# -- real assets (session-scoped: built once) ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def bert_vocab_path():
+    from keras_bert_kit.assets import bert_uncased_vocab_path
+
+    return bert_uncased_vocab_path()
+
+
+@pytest.fixture(scope="session")
+def uncased_tokenizer(bert_vocab_path):
+    return kbk.BertTokenizer(bert_vocab_path)
+
+
+@pytest.fixture(scope="session")
+def news_articles():
+    from keras_bert_kit.datasets import load_news_articles
+
+    return load_news_articles()
+
+
+@pytest.fixture(scope="session")
+def hf_uncased(bert_vocab_path):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab_file=bert_vocab_path, do_lower_case=True)

@@ -68,6 +68,9 @@ def normalize_text(text, lowercase=True, strip_accents=True):
         text = tf_text.normalize_utf8(text, "NFD")
         text = tf.strings.regex_replace(text, _COMBINING_MARKS, "")
     if lowercase:
+        # ICU lowercases a word-final capital sigma to "ς"; BERT lowercases
+        # character by character, always to "σ".
+        text = tf.strings.regex_replace(text, "\u03a3", "\u03c3")
         text = tf.strings.lower(text, encoding="utf-8")
     return text
 
