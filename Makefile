@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench install clean
+.PHONY: run test bench bench-data install clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/encoder_inference.py
+
+bench-data: $(STAMP)
+	$(BIN)/python bench/data_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
