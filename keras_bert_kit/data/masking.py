@@ -77,6 +77,9 @@ class MaskedLMMasker:
             is_continuation = np.zeros(self.vocabulary_size, bool)
             is_continuation[np.asarray(list(continuation_ids), np.int64)] = True
             self._is_continuation = tf.constant(is_continuation)
+        # Its state lives outside any dataset iterator, so each epoch draws new
+        # selections even under a global seed (stateful ops would replay).
+        self._generator = tf.random.Generator.from_non_deterministic_state()
         self._values_chooser = tf_text.MaskValuesChooser(
             self.vocabulary_size,
             self.mask_token_id,
@@ -123,6 +126,9 @@ class MaskedLMMasker:
         words_per_row = tf.pad(words_per_row, [[0, token_ids.nrows() - tf.shape(words_per_row, tf.int64)[0]]])
         return tf.RaggedTensor.from_row_lengths(words, words_per_row)
 
+    def _shuffle(self, values):
+        return tf.gather(values, tf.argsort(self._generator.uniform(tf.shape(values))))
+
     def _selector(self, items):
         """A `RandomItemSelector` whose per-row rate yields an unbiased count."""
         probe = tf_text.RandomItemSelector(
@@ -134,7 +140,7 @@ class MaskedLMMasker:
         selectable = probe.get_selectable(items, axis=1)
         num_selectable = tf.reduce_sum(tf.cast(selectable, tf.float32), axis=1)
         wanted = tf.floor(
-            num_selectable * self.mask_rate + tf.random.uniform(tf.shape(num_selectable))
+            num_selectable * self.mask_rate + self._generator.uniform(tf.shape(num_selectable))
         )
         # The selector picks ceil(num_selectable * rate) of the selectable
         # items; this rate makes that exactly `wanted`.
@@ -142,6 +148,7 @@ class MaskedLMMasker:
         return tf_text.RandomItemSelector(
             max_selections_per_batch=self.max_predictions_per_seq,
             selection_rate=rate,
+            shuffle_fn=self._shuffle,
             unselectable_ids=self.unselectable_ids,
         )
 
