@@ -114,9 +114,11 @@ class MaskedLMMasker:
             return token_ids
         starts = tf.logical_not(tf.gather(self._is_continuation, token_ids.flat_values))
         # A sequence's first piece always starts a word (it is [CLS] in practice).
+        # (An empty row has no first piece; the last one's start is out of range.)
+        row_starts = tf.boolean_mask(token_ids.row_starts(), token_ids.row_lengths() > 0)
         starts = tf.tensor_scatter_nd_update(
-            starts, token_ids.row_starts()[:, None], tf.ones_like(token_ids.row_starts(), tf.bool)
-        ) if token_ids.flat_values.shape[0] != 0 else starts
+            starts, row_starts[:, None], tf.ones_like(row_starts, tf.bool)
+        )
         words = tf.RaggedTensor.from_row_starts(
             token_ids.flat_values, tf.cast(tf.where(starts)[:, 0], tf.int64)
         )

@@ -126,10 +126,14 @@ def create_pretraining_tfrecords(
     block = next_block()
     while block:
         following = next_block()
-        if following and not pairable(following):
+        # Runs of empty documents can leave several blocks in a row unpairable.
+        while following and not pairable(following):
             block, following = block + following, next_block()
         if not pairable(block):
-            break  # the whole corpus is one block; the error below names it
+            if not following:
+                break  # the whole corpus is one block; the error below names it
+            block = block + following  # only the first block gets here
+            continue
         examples = create_pretraining_examples(
             block,
             tokenizer,

@@ -87,6 +87,18 @@ def train_wordpiece_vocabulary(
         bert_tokenizer_params=dict(lower_case=False),
         learn_params=dict(lower_thresh=min_frequency, max_unique_chars=max_unique_chars),
     )
+    if len(vocabulary) > vocab_size:
+        # The learner can overshoot. Its tokens are ranked by count, and the
+        # "##c" piece it adds for every character comes last (count 1): cutting
+        # the tail would drop those, and every word with "c" inside would become
+        # [UNK]. The least frequent longer pieces go instead.
+        def essential(i, token):
+            return i < len(reserved) or len(token.removeprefix("##")) == 1
+
+        droppable = [i for i, t in enumerate(vocabulary) if not essential(i, t)]
+        excess = len(vocabulary) - vocab_size
+        dropped = set(droppable[max(0, len(droppable) - excess) :])
+        vocabulary = [t for i, t in enumerate(vocabulary) if i not in dropped]
     vocabulary = vocabulary[:vocab_size]
     taken = set(vocabulary)
     spare = (f"[unused{i}]" for i in range(len(reserved) + vocab_size))
