@@ -19,7 +19,15 @@ from keras_bert_kit.configs import (  # noqa: E402
     DistilBertConfig,
     config_from_preset,
 )
-from keras_bert_kit.convert import from_keras_hub, from_model_garden  # noqa: E402
+from keras_bert_kit.convert import (  # noqa: E402
+    from_huggingface,
+    from_keras_hub,
+    from_model_garden,
+    from_tf1_checkpoint,
+    preprocessor_from_huggingface,
+    to_huggingface,
+    to_keras_hub,
+)
 from keras_bert_kit.layers import (  # noqa: E402
     MaskedLMHead,
     NextSentenceHead,
@@ -35,7 +43,7 @@ from keras_bert_kit.tokenization import (  # noqa: E402
     BertTokenizer,
     train_wordpiece_vocabulary,
 )
-from keras_bert_kit import data, tokenization  # noqa: E402
+from keras_bert_kit import convert, data, tokenization  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -52,9 +60,15 @@ __all__ = [
     "MaskedLMHead",
     "NextSentenceHead",
     "config_from_preset",
+    "convert",
     "data",
+    "from_huggingface",
     "from_keras_hub",
     "from_model_garden",
+    "from_tf1_checkpoint",
+    "preprocessor_from_huggingface",
+    "to_huggingface",
+    "to_keras_hub",
     "tokenization",
     "train_wordpiece_vocabulary",
 ]

@@ -170,15 +170,24 @@ class EncoderConfig:
 
     @classmethod
     def from_hf_config(cls, path: str | os.PathLike):
-        """Reads a Hugging Face `config.json` (a file or the directory holding it)."""
+        """Reads a Hugging Face `config.json` (a file or the directory holding it).
+
+        The original BERT's `bert_config.json`, which has the same keys but no
+        `model_type`, reads too.
+        """
         path = os.fspath(path)
         if os.path.isdir(path):
             path = os.path.join(path, "config.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"No Hugging Face config at {path}.")
         with open(path, encoding="utf-8") as f:
-            hf = json.load(f)
-        model_type = hf.get("model_type")
+            try:
+                hf = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(hf, dict):
+            raise ValueError(f"{path} must hold a JSON object.")
+        model_type = hf.get("model_type", cls.model_type)
         if model_type != cls.model_type:
             other = {c.model_type: c.__name__ for c in (BertConfig, DistilBertConfig)}
             hint = f" Use {other[model_type]}.from_hf_config." if model_type in other else ""
@@ -186,11 +195,22 @@ class EncoderConfig:
                 f"{path} describes model_type={model_type!r}; {cls.__name__} reads "
                 f"{cls.model_type!r} configs.{hint}"
             )
-        return cls(**cls._fields_from_hf(hf, path))
+        try:
+            return cls(**cls._fields_from_hf(hf, path))
+        except KeyError as e:
+            raise ValueError(f"{path} lacks the key {e.args[0]!r}.") from None
 
     @classmethod
     def _fields_from_hf(cls, hf: dict[str, Any], path: str) -> dict[str, Any]:
         raise NotImplementedError  # Each architecture names its own HF keys.
+
+    def to_hf_config(self) -> dict[str, Any]:
+        """The Hugging Face `config.json` fields of this config (no `architectures`)."""
+        raise NotImplementedError  # Each architecture names its own HF keys.
+
+
+# Our activation -> the Hugging Face name of the same function.
+_TO_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
 
 
 def _hf_activation(name: str, path: str) -> str:
@@ -237,6 +257,25 @@ class BertConfig(EncoderConfig):
             pad_token_id=hf.get("pad_token_id", 0) or 0,
         )
 
+    def to_hf_config(self):
+        return dict(
+            model_type=self.model_type,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=self.max_sequence_length,
+            type_vocab_size=self.type_vocab_size,
+            hidden_act=_TO_HF_ACTIVATIONS[self.hidden_activation],
+            hidden_dropout_prob=self.dropout_rate,
+            attention_probs_dropout_prob=self.attention_dropout_rate,
+            layer_norm_eps=self.layer_norm_epsilon,
+            initializer_range=self.initializer_range,
+            pad_token_id=self.pad_token_id,
+            position_embedding_type="absolute",
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class DistilBertConfig(EncoderConfig):
@@ -261,6 +300,29 @@ class DistilBertConfig(EncoderConfig):
             attention_dropout_rate=hf.get("attention_dropout", 0.1),
             initializer_range=hf.get("initializer_range", 0.02),
             pad_token_id=hf.get("pad_token_id", 0) or 0,
+        )
+
+    def to_hf_config(self):
+        if self.layer_norm_epsilon != 1e-12:
+            raise ValueError(
+                "Hugging Face DistilBERT fixes LayerNorm epsilon at 1e-12; this config has "
+                f"{self.layer_norm_epsilon}."
+            )
+        return dict(
+            model_type=self.model_type,
+            vocab_size=self.vocab_size,
+            dim=self.hidden_size,
+            n_layers=self.num_layers,
+            n_heads=self.num_heads,
+            hidden_dim=self.intermediate_size,
+            max_position_embeddings=self.max_sequence_length,
+            activation=_TO_HF_ACTIVATIONS[self.hidden_activation],
+            dropout=self.dropout_rate,
+            attention_dropout=self.attention_dropout_rate,
+            initializer_range=self.initializer_range,
+            pad_token_id=self.pad_token_id,
+            sinusoidal_pos_embds=False,
+            tie_weights_=True,
         )
 
 

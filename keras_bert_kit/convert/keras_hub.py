@@ -5,7 +5,7 @@ these differences in layout and defaults:
 
 - Attention is Keras' `MultiHeadAttention`: separate query/key/value
   projections with per-head `[hidden, heads, head_size]` kernels, which we fuse
-  into one `[hidden, 3 * hidden]` projection (see `weights.keras_mha_assignments`).
+  into one `[hidden, 3 * hidden]` projection (see `weights.keras_mha_links`).
 - `BertBackbone` uses the tanh-approximated GELU ("gelu_approximate");
   `DistilBertBackbone` uses Keras' "gelu", which is the exact erf form. The
   activation is read off the layers, not assumed from the class.
@@ -15,14 +15,20 @@ these differences in layout and defaults:
   none, and its [CLS] state is our `DistilBertEncoder`'s `pooled_output`.
 """
 
+import warnings
+
+import numpy as np
+
 from keras_bert_kit.configs import BertConfig, DistilBertConfig
 from keras_bert_kit.convert.activations import detect_activation
 from keras_bert_kit.convert.weights import (
-    assign_weights,
-    copy_assignment,
-    dense_assignments,
-    keras_mha_assignments,
-    layer_norm_assignments,
+    TensorLink,
+    dense_links,
+    export_links,
+    keras_mha_links,
+    layer_norm_links,
+    load_links,
+    to_numpy,
 )
 from keras_bert_kit.models import BertEncoder, DistilBertEncoder
 
@@ -100,6 +106,62 @@ def config_from_keras_hub(backbone):
 
 
 
+def _check_pair(encoder, backbone):
+    architecture = _architecture(backbone)
+    expected_class = BertEncoder if architecture == "bert" else DistilBertEncoder
+    if not isinstance(encoder, expected_class):
+        raise ValueError(
+            f"A keras-hub {type(backbone).__name__} pairs with a {expected_class.__name__}; "
+            f"got {type(encoder).__name__}."
+        )
+    if len(encoder.transformer_layers) != len(backbone.transformer_layers):
+        raise ValueError(
+            f"{backbone.name!r} has {len(backbone.transformer_layers)} transformer layers; "
+            f"{encoder.name!r} has {len(encoder.transformer_layers)}."
+        )
+    return architecture
+
+
+def keras_hub_links(encoder, backbone) -> list[TensorLink]:
+    """The `TensorLink`s between our encoder and a keras-hub backbone of the same shape."""
+    architecture = _check_pair(encoder, backbone)
+    embeddings = encoder.embeddings
+    if architecture == "bert":
+        token_embedding = backbone.token_embedding
+        position_embedding = backbone.position_embedding
+    else:
+        token_embedding = backbone.embeddings.token_embedding
+        position_embedding = backbone.embeddings.position_embedding
+    links = [
+        TensorLink(embeddings.token_embedding.embeddings, (token_embedding.embeddings,), "copy"),
+        TensorLink(
+            embeddings.position_embeddings, (position_embedding.position_embeddings,), "copy"
+        ),
+    ]
+    if architecture == "bert":
+        links.append(
+            TensorLink(
+                embeddings.segment_embedding.embeddings,
+                (backbone.segment_embedding.embeddings,),
+                "copy",
+            )
+        )
+    links += layer_norm_links(embeddings.layer_norm, backbone.embeddings_layer_norm)
+
+    for ours, theirs in zip(encoder.transformer_layers, backbone.transformer_layers):
+        links += keras_mha_links(ours.attention, theirs._self_attention_layer)
+        links += layer_norm_links(ours.attention_layer_norm, theirs._self_attention_layer_norm)
+        links += dense_links(ours.intermediate_dense, theirs._feedforward_intermediate_dense)
+        links += dense_links(ours.output_dense, theirs._feedforward_output_dense)
+        # keras-hub's "feedforward_layer_norm" follows the feed-forward residual
+        # (post-LN), which is our output LayerNorm.
+        links += layer_norm_links(ours.output_layer_norm, theirs._feedforward_layer_norm)
+
+    if architecture == "bert":
+        links += dense_links(encoder.pooler.dense, backbone.pooled_dense)
+    return links
+
+
 def load_keras_hub_weights(encoder, backbone):
     """Copies every weight of a keras-hub backbone into our (built) `encoder`.
 
@@ -112,56 +174,7 @@ def load_keras_hub_weights(encoder, backbone):
         ValueError: for a mismatched architecture, layer count or tensor shape
             (naming the source tensor and both shapes).
     """
-    architecture = _architecture(backbone)
-    expected_class = BertEncoder if architecture == "bert" else DistilBertEncoder
-    if not isinstance(encoder, expected_class):
-        raise ValueError(
-            f"A keras-hub {type(backbone).__name__} loads into a {expected_class.__name__}; "
-            f"got {type(encoder).__name__}."
-        )
-    if len(encoder.transformer_layers) != len(backbone.transformer_layers):
-        raise ValueError(
-            f"{backbone.name!r} has {len(backbone.transformer_layers)} transformer layers; "
-            f"{encoder.name!r} has {len(encoder.transformer_layers)}."
-        )
-
-    embeddings = encoder.embeddings
-    if architecture == "bert":
-        token_embedding = backbone.token_embedding
-        position_embedding = backbone.position_embedding
-    else:
-        token_embedding = backbone.embeddings.token_embedding
-        position_embedding = backbone.embeddings.position_embedding
-    assignments = [
-        copy_assignment(embeddings.token_embedding.embeddings, token_embedding.embeddings),
-        copy_assignment(embeddings.position_embeddings, position_embedding.position_embeddings),
-    ]
-    if architecture == "bert":
-        assignments.append(
-            copy_assignment(
-                embeddings.segment_embedding.embeddings, backbone.segment_embedding.embeddings
-            )
-        )
-    assignments += layer_norm_assignments(embeddings.layer_norm, backbone.embeddings_layer_norm)
-
-    for ours, theirs in zip(encoder.transformer_layers, backbone.transformer_layers):
-        assignments += keras_mha_assignments(ours.attention, theirs._self_attention_layer)
-        assignments += layer_norm_assignments(
-            ours.attention_layer_norm, theirs._self_attention_layer_norm
-        )
-        assignments += dense_assignments(
-            ours.intermediate_dense, theirs._feedforward_intermediate_dense
-        )
-        assignments += dense_assignments(ours.output_dense, theirs._feedforward_output_dense)
-        # keras-hub's "feedforward_layer_norm" follows the feed-forward residual
-        # (post-LN), which is our output LayerNorm.
-        assignments += layer_norm_assignments(
-            ours.output_layer_norm, theirs._feedforward_layer_norm
-        )
-
-    if architecture == "bert":
-        assignments += dense_assignments(encoder.pooler.dense, backbone.pooled_dense)
-    assign_weights(encoder, assignments)
+    load_links(encoder, keras_hub_links(encoder, backbone))
 
 
 def from_keras_hub(backbone, dtype=None):
@@ -190,3 +203,74 @@ def from_keras_hub(backbone, dtype=None):
     encoder = encoder_class(config, dtype=dtype)
     load_keras_hub_weights(encoder, backbone)
     return encoder
+
+
+# The activation each keras-hub backbone hard-codes.
+_KERAS_HUB_ACTIVATIONS = {"bert": "gelu_approximate", "distilbert": "gelu"}
+
+
+def to_keras_hub(encoder):
+    """A keras-hub `BertBackbone` / `DistilBertBackbone` with the weights of our encoder.
+
+    keras-hub fixes some settings that our configs leave open:
+
+    - the activation: `BertBackbone` always uses the tanh GELU
+      ("gelu_approximate"), `DistilBertBackbone` the exact one ("gelu"). An
+      encoder with the other GELU converts with a warning: outputs then differ
+      by about 1e-3. A ReLU encoder cannot be represented and raises.
+    - one `dropout` rate for hidden and attention dropout: ours
+      `dropout_rate` is used (dropout only matters in training).
+    - LayerNorm epsilon 1e-12: an encoder with another epsilon raises.
+
+    Args:
+        encoder: our `BertEncoder` or `DistilBertEncoder` (its `.encoder` is
+            taken from a pretrainer).
+
+    Returns:
+        The backbone; its inputs are `token_ids` (ours `input_ids`),
+        `segment_ids` (BERT) and `padding_mask`.
+    """
+    import keras_hub  # The caller wants keras-hub objects, so it is installed.
+
+    encoder = getattr(encoder, "encoder", encoder)
+    if not isinstance(encoder, (BertEncoder, DistilBertEncoder)):
+        raise ValueError(
+            f"to_keras_hub needs a BertEncoder or DistilBertEncoder; got {type(encoder).__name__}."
+        )
+    config = encoder.config
+    architecture = "bert" if isinstance(encoder, BertEncoder) else "distilbert"
+    if config.layer_norm_epsilon != 1e-12:
+        raise ValueError(
+            f"keras-hub backbones use LayerNorm epsilon 1e-12; {encoder.name!r} uses "
+            f"{config.layer_norm_epsilon}."
+        )
+    fixed = _KERAS_HUB_ACTIVATIONS[architecture]
+    if config.hidden_activation == "relu":
+        raise ValueError(
+            f"keras-hub's {architecture} backbone always uses {fixed!r}; {encoder.name!r} uses "
+            "'relu', which it cannot represent."
+        )
+    if config.hidden_activation != fixed:
+        warnings.warn(
+            f"{encoder.name!r} uses {config.hidden_activation!r} but keras-hub's {architecture} "
+            f"backbone always uses {fixed!r}: the weights are copied exactly, the outputs "
+            "will differ slightly (about 1e-3).",
+            stacklevel=2,
+        )
+    sizes = dict(
+        vocabulary_size=config.vocab_size,
+        num_layers=config.num_layers,
+        num_heads=config.num_heads,
+        hidden_dim=config.hidden_size,
+        intermediate_dim=config.intermediate_size,
+        dropout=config.dropout_rate,
+        max_sequence_length=config.max_sequence_length,
+    )
+    if architecture == "bert":
+        backbone = keras_hub.models.BertBackbone(num_segments=config.type_vocab_size, **sizes)
+    else:
+        backbone = keras_hub.models.DistilBertBackbone(**sizes)
+    for variable, value in export_links(keras_hub_links(encoder, backbone)):
+        variable.assign(np.reshape(value, variable.shape).astype(to_numpy(variable).dtype))
+    return backbone
+

@@ -16,15 +16,18 @@ Differences from our encoder, in layout and defaults:
   "output", with `[in, out]` kernels like our `Dense`.
 """
 
+import os
+
 from keras_bert_kit.configs import BertConfig
 from keras_bert_kit.convert.activations import detect_activation
 from keras_bert_kit.convert.weights import (
-    assign_weights,
-    copy_assignment,
-    dense_assignments,
-    keras_mha_assignments,
-    layer_norm_assignments,
+    TensorLink,
+    dense_links,
+    keras_mha_links,
+    layer_norm_links,
+    load_links,
 )
+from keras_bert_kit.layers.activations import get_activation
 from keras_bert_kit.models import BertEncoder
 
 # Block settings (from `TransformerEncoderBlock.get_config()`) our architecture
@@ -171,32 +174,119 @@ def load_model_garden_weights(encoder, mg_encoder):
         )
 
     embeddings = encoder.embeddings
-    assignments = [
-        copy_assignment(embeddings.token_embedding.embeddings, mg_encoder.get_embedding_table()),
-        copy_assignment(
-            embeddings.position_embeddings,
-            mg_encoder._position_embedding_layer._position_embeddings,
+    links = [
+        TensorLink(
+            embeddings.token_embedding.embeddings, (mg_encoder.get_embedding_table(),), "copy"
         ),
-        copy_assignment(
+        TensorLink(
+            embeddings.position_embeddings,
+            (mg_encoder._position_embedding_layer._position_embeddings,),
+            "copy",
+        ),
+        TensorLink(
             embeddings.segment_embedding.embeddings,
-            mg_encoder._type_embedding_layer.embeddings,
+            (mg_encoder._type_embedding_layer.embeddings,),
+            "copy",
         ),
     ]
-    assignments += layer_norm_assignments(embeddings.layer_norm, mg_encoder._embedding_norm_layer)
+    links += layer_norm_links(embeddings.layer_norm, mg_encoder._embedding_norm_layer)
     for ours, block in zip(encoder.transformer_layers, blocks):
-        assignments += keras_mha_assignments(ours.attention, block._attention_layer)
-        assignments += layer_norm_assignments(
-            ours.attention_layer_norm, block._attention_layer_norm
+        links += keras_mha_links(ours.attention, block._attention_layer)
+        links += layer_norm_links(ours.attention_layer_norm, block._attention_layer_norm)
+        links += dense_links(ours.intermediate_dense, block._intermediate_dense)
+        links += dense_links(ours.output_dense, block._output_dense)
+        links += layer_norm_links(ours.output_layer_norm, block._output_layer_norm)
+    links += dense_links(encoder.pooler.dense, mg_encoder.pooler_layer)
+    load_links(encoder, links)
+
+
+# -- TF2 checkpoints -----------------------------------------------------------------
+
+_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+_EMBEDDING_TABLE = "_embedding_layer/embeddings" + _VALUE
+
+
+def _checkpoint_prefix(shapes, path):
+    """The object path of the encoder in a checkpoint: "encoder/", "pretrainer/encoder/"..."""
+    prefixes = sorted(name[: -len(_EMBEDDING_TABLE)] for name in shapes if name.endswith(
+        "/" + _EMBEDDING_TABLE
+    ))
+    if len(prefixes) != 1:
+        found = "none" if not prefixes else ", ".join(p.rstrip("/") for p in prefixes)
+        raise ValueError(
+            f"{path}: expected one BertEncoderV2 in the checkpoint (a variable ending in "
+            f"'{_EMBEDDING_TABLE.split('/.')[0]}'); found {found}. Checkpoints written with "
+            "tf.train.Checkpoint(encoder=...) or BertPretrainerV2.checkpoint_items are supported."
         )
-        assignments += dense_assignments(ours.intermediate_dense, block._intermediate_dense)
-        assignments += dense_assignments(ours.output_dense, block._output_dense)
-        assignments += layer_norm_assignments(ours.output_layer_norm, block._output_layer_norm)
-    assignments += dense_assignments(encoder.pooler.dense, mg_encoder.pooler_layer)
-    assign_weights(encoder, assignments)
+    return prefixes[0]
+
+
+def _encoder_kwargs_from_checkpoint(shapes, prefix, path):
+    """BertEncoderV2 constructor sizes, read off the checkpoint's variable shapes."""
+
+    def shape(name):
+        key = prefix + name + _VALUE
+        if key not in shapes:
+            raise ValueError(f"{path}: the checkpoint lacks {key}.")
+        return shapes[key]
+
+    if any(name.startswith(prefix + "_embedding_projection/") for name in shapes):
+        raise ValueError(
+            f"{path}: the encoder factorizes its embeddings (an embedding projection); "
+            "our encoders have none."
+        )
+    vocab_size, hidden_size = shape("_embedding_layer/embeddings")
+    layer_ids = {
+        int(name[len(prefix + "_transformer_layers/") :].split("/")[0])
+        for name in shapes
+        if name.startswith(prefix + "_transformer_layers/")
+    }
+    if not layer_ids or layer_ids != set(range(len(layer_ids))):
+        raise ValueError(f"{path}: transformer layers {sorted(layer_ids)} are not 0..N-1.")
+    block = "_transformer_layers/0/"
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_layers=len(layer_ids),
+        num_attention_heads=shape(block + "_attention_layer/_query_dense/kernel")[1],
+        inner_dim=shape(block + "_intermediate_dense/kernel")[1],
+        max_sequence_length=shape("_position_embedding_layer/embeddings")[0],
+        type_vocab_size=shape("_type_embedding_layer/embeddings")[0],
+    )
+
+
+def _restore_from_checkpoint(path, hidden_activation):
+    """A Model Garden `BertEncoderV2` built to the checkpoint's sizes and restored from it."""
+    import tensorflow as tf
+    from official.nlp.modeling import networks
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(f"{path} holds no TF2 checkpoint.")
+        path = latest
+    try:
+        shapes = dict(tf.train.list_variables(path))
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        raise FileNotFoundError(f"{path} is not a readable TF2 checkpoint ({e}).") from None
+    prefix = _checkpoint_prefix(shapes, path)
+    encoder = networks.BertEncoderV2(
+        inner_activation=get_activation(hidden_activation),
+        **_encoder_kwargs_from_checkpoint(shapes, prefix, path),
+    )
+    _ensure_built(encoder)
+    root = encoder
+    for part in reversed(prefix.rstrip("/").split("/")):
+        root = tf.train.Checkpoint(**{part: root})
+    # Every variable of the encoder must come from the file; heads and
+    # optimizer slots in the same checkpoint are not ours to load.
+    root.read(path).expect_partial().assert_existing_objects_matched()
+    return encoder
 
 
 def from_model_garden(encoder, hidden_activation=None, dtype=None):
-    """A `BertEncoder` with the weights of a Model Garden BERT encoder.
+    """A `BertEncoder` with the weights of a Model Garden BERT encoder or TF2 checkpoint.
 
     The two compute the same function: same sequence and pooled outputs,
     padding handled alike. Model Garden's inputs `input_word_ids`,
@@ -206,12 +296,18 @@ def from_model_garden(encoder, hidden_activation=None, dtype=None):
 
     Args:
         encoder: an `official.nlp.modeling.networks.BertEncoderV2` (or the
-            older `BertEncoder`), post-LayerNorm, without factorized embeddings.
-            An unbuilt `BertEncoderV2` is built by one call on a dummy input.
+            older `BertEncoder`), post-LayerNorm, without factorized embeddings
+            (an unbuilt `BertEncoderV2` is built by one call on a dummy input);
+            or the path of a TF2 checkpoint (a prefix such as `.../ckpt-1`, or
+            its directory) holding a `BertEncoderV2`, as written by
+            `tf.train.Checkpoint(encoder=...)` or with a pretrainer's
+            `checkpoint_items`. A checkpoint's sizes are read off its tensors.
         hidden_activation: our name of its feed-forward activation ("gelu",
-            "gelu_approximate" or "relu"); default: identified by evaluating
-            the encoder's activation, which fails only for an activation we do
-            not have. Given explicitly, it is used as is, unchecked.
+            "gelu_approximate" or "relu"). For an object, the default is
+            identified by evaluating the encoder's activation, which fails only
+            for an activation we do not have; given explicitly, it is used as
+            is. A checkpoint does not record it: the default is Model Garden's
+            own ("gelu" there is the tanh form, our "gelu_approximate").
         dtype: dtype policy of the new encoder; default: the global policy.
 
     Returns:
@@ -221,8 +317,11 @@ def from_model_garden(encoder, hidden_activation=None, dtype=None):
     ```python
     mg = official.nlp.modeling.networks.BertEncoderV2(vocab_size=30522)
     encoder = keras_bert_kit.convert.from_model_garden(mg)
+    encoder = keras_bert_kit.convert.from_model_garden("path/to/bert_ckpt/ckpt-1")
     ```
     """
+    if isinstance(encoder, (str, os.PathLike)):
+        encoder = _restore_from_checkpoint(encoder, hidden_activation or "gelu_approximate")
     config = config_from_model_garden(encoder, hidden_activation=hidden_activation)
     ours = BertEncoder(config, dtype=dtype)
     load_model_garden_weights(ours, encoder)

@@ -1,15 +1,12 @@
-"""Shared machinery for loading another implementation's weights into our encoders.
+"""Shared machinery for moving weights between our models and other implementations.
 
-Every importer (keras-hub, Model Garden, and later Hugging Face and TF1
-checkpoints) reduces to the same step: a list of `WeightAssignment`s, each
-pairing one of our variables with a numpy value and the name of the source
-tensor it came from. `assign_weights` checks the whole list before touching
+Each format (keras-hub, Model Garden, Hugging Face, TF1 checkpoints) describes
+itself once, as a table of `TensorLink`s: one of our variables, the source
+tensors it corresponds to, and the layout between them. Import reads the
+sources and calls `assign_weights`, which checks the whole list before touching
 anything, so a conversion either loads every variable of the target or raises
-naming what is wrong; nothing is ever silently left at its random init.
-
-The layout helpers below turn the per-head attention tensors of Keras'
-`MultiHeadAttention` (keras-hub, Model Garden) into the fused `[hidden, 3 * hidden]`
-projection of `MultiHeadSelfAttention`.
+naming what is wrong; nothing is ever silently left at its random init. Export
+reads the same table backwards (`export_links`).
 """
 
 from __future__ import annotations
@@ -46,7 +43,9 @@ def variable_name(variable):
     return name[:-2] if name.endswith(":0") else name
 
 
-def assign_weights(model, assignments: Iterable[WeightAssignment]) -> list[str]:
+def assign_weights(
+    model, assignments: Iterable[WeightAssignment], left_at_init=()
+) -> list[str]:
     """Loads `assignments` into `model`, which must end up fully assigned.
 
     All checks run before any variable changes, so a failed call leaves
@@ -56,6 +55,8 @@ def assign_weights(model, assignments: Iterable[WeightAssignment]) -> list[str]:
         model: the model (or layer) being loaded; each of its `weights` must be
             the target of exactly one assignment.
         assignments: `WeightAssignment`s or `(target, value, source)` tuples.
+        left_at_init: variables of `model` knowingly left as they are (the
+            caller reports them); they do not count as unassigned.
 
     Returns:
         The source names used, in order, so that a caller holding a checkpoint
@@ -93,6 +94,7 @@ def assign_weights(model, assignments: Iterable[WeightAssignment]) -> list[str]:
             problems.append(
                 f"target {target_name!r} (from {source!r}) is not a variable of {model_name!r}"
             )
+    seen.update((id(v), None) for v in left_at_init)
     unassigned = [variable_name(v) for key, v in model_variables.items() if key not in seen]
     if unassigned:
         problems.append(
@@ -111,129 +113,141 @@ def assign_weights(model, assignments: Iterable[WeightAssignment]) -> list[str]:
     return [a.source for a in assignments]
 
 
-# -- layouts -----------------------------------------------------------------------
+# -- links: one table per source format, read in both directions ---------------------
+
+LAYOUTS = ("copy", "transpose", "qkv", "qkv_transpose")
+
+TensorLink = collections.namedtuple("TensorLink", ["target", "sources", "layout"])
+TensorLink.__doc__ = """How one of our variables relates to tensors of another implementation.
+
+One table of links serves import and export alike, so the two directions
+cannot drift apart.
+
+Fields:
+    target: our Keras variable.
+    sources: the other side's tensors it is made of: their variables, or
+        their names in a checkpoint.
+    layout: how values map between the two sides:
+        "copy": the same values, reshaped (Keras `MultiHeadAttention` keeps
+            per-head `[heads, head_size]` biases and `[heads, head_size, hidden]`
+            output kernels; flattened head-major they are ours);
+        "transpose": a torch `Linear` weight, `[out, in]`, against our `[in, out]`;
+        "qkv": query, key and value (Keras layout, per-head or flat)
+            concatenated along the output axis into our fused projection;
+        "qkv_transpose": the same from torch `Linear` weights (biases as "qkv").
+"""
 
 
-def copy_assignment(target, source) -> WeightAssignment:
-    """Copies the variable `source` into `target` as is (same layout on both sides)."""
-    return WeightAssignment(target, to_numpy(source), variable_name(source))
+def _flatten_heads(part, kernel):
+    # [in, heads, head_size] -> [in, heads * head_size]; [heads, head_size] -> [-1].
+    return part.reshape(part.shape[0], -1) if kernel else part.reshape(-1)
 
 
-def merge_heads_kernel(kernel, source: str) -> np.ndarray:
-    """`[hidden, heads, head_size]` -> `[hidden, heads * head_size]`, head-major.
+def to_ours(layout, parts, target_shape):
+    """Our value of a link's target from its source values (numpy arrays)."""
+    target_shape = tuple(target_shape)
+    if layout == "copy":
+        (part,) = parts
+        # A size mismatch is left as is, for `assign_weights` to report.
+        return part.reshape(target_shape) if part.size == np.prod(target_shape) else part
+    if layout == "transpose":
+        (part,) = parts
+        return part.T
+    if layout in ("qkv", "qkv_transpose"):
+        kernel = len(target_shape) == 2
+        if kernel and layout == "qkv_transpose":
+            parts = [part.T for part in parts]
+        parts = [_flatten_heads(part, kernel) for part in parts]
+        if len({part.shape for part in parts}) != 1:
+            raise ValueError(
+                f"query, key and value differ in shape: {[part.shape for part in parts]}"
+            )
+        return np.concatenate(parts, axis=-1)
+    raise ValueError(f"Unknown layout {layout!r}; known: {LAYOUTS}.")
 
-    A flat `[hidden, hidden]` kernel is returned unchanged.
+
+def to_theirs(layout, value):
+    """The source values of a link from our target's value, in their natural shapes.
+
+    Per-head Keras shapes come back flat: the caller reshapes to its variables.
     """
-    kernel = to_numpy(kernel)
-    if kernel.ndim == 2:
-        return kernel
-    if kernel.ndim != 3:
-        raise ValueError(f"{source!r}: expected a 2-D or 3-D kernel, got shape {kernel.shape}.")
-    return kernel.reshape(kernel.shape[0], -1)
+    if layout == "copy":
+        return [value]
+    if layout == "transpose":
+        return [value.T]
+    if layout in ("qkv", "qkv_transpose"):
+        parts = np.split(value, 3, axis=-1)
+        if layout == "qkv_transpose" and value.ndim == 2:
+            parts = [part.T for part in parts]
+        return parts
+    raise ValueError(f"Unknown layout {layout!r}; known: {LAYOUTS}.")
 
 
-def merge_heads_bias(bias, source: str) -> np.ndarray:
-    """`[heads, head_size]` -> `[heads * head_size]`; a flat bias is returned unchanged."""
-    bias = to_numpy(bias)
-    if bias.ndim == 1:
-        return bias
-    if bias.ndim != 2:
-        raise ValueError(f"{source!r}: expected a 1-D or 2-D bias, got shape {bias.shape}.")
-    return bias.reshape(-1)
+def _source_name(source):
+    return source if isinstance(source, str) else variable_name(source)
 
 
-def merge_heads_output_kernel(kernel, source: str) -> np.ndarray:
-    """`[heads, head_size, hidden]` -> `[heads * head_size, hidden]`, head-major.
-
-    A flat `[hidden, hidden]` kernel is returned unchanged.
-    """
-    kernel = to_numpy(kernel)
-    if kernel.ndim == 2:
-        return kernel
-    if kernel.ndim != 3:
-        raise ValueError(
-            f"{source!r}: expected a 2-D or 3-D output kernel, got shape {kernel.shape}."
-        )
-    return kernel.reshape(-1, kernel.shape[-1])
-
-
-def concat_qkv(query, key, value, source: str) -> np.ndarray:
-    """Our fused QKV layout: `[query | key | value]` along the last axis.
-
-    Takes flat kernels (`[hidden, hidden]`, input-major as in Keras) or biases
-    (`[hidden]`), output index `head * head_size + d` (see `merge_heads_*`);
-    returns `[hidden, 3 * hidden]` or `[3 * hidden]`.
+def load_links(model, links, read=to_numpy, left_at_init=()):
+    """Loads every link's sources into its target; see `assign_weights`.
 
     Args:
-        source: names of the three source tensors, for the error message.
+        model: the model being loaded.
+        links: `TensorLink`s covering every variable of `model` except
+            `left_at_init`.
+        read: source -> numpy value (default: read a variable).
+        left_at_init: variables knowingly not loaded (the caller reports them).
     """
-    parts = [to_numpy(part) for part in (query, key, value)]
-    if len({part.shape for part in parts}) != 1:
-        raise ValueError(
-            f"Query, key and value tensors {source!r} differ in shape: "
-            f"{[part.shape for part in parts]}."
-        )
-    return np.concatenate(parts, axis=-1)
+    assignments = []
+    for link in links:
+        parts = [np.asarray(read(source)) for source in link.sources]
+        source = " + ".join(_source_name(s) for s in link.sources)
+        try:
+            value = to_ours(link.layout, parts, link.target.shape)
+        except ValueError as e:
+            raise ValueError(f"Cannot load {source!r}: {e}.") from None
+        assignments.append(WeightAssignment(link.target, value, source))
+    return assign_weights(model, assignments, left_at_init=left_at_init)
 
 
-def keras_mha_assignments(target, mha) -> list[WeightAssignment]:
-    """Assignments loading a Keras `MultiHeadAttention` into a `MultiHeadSelfAttention`.
+def export_links(links):
+    """`(source, value)` pairs giving the other side every link's value from ours."""
+    pairs = []
+    for link in links:
+        values = to_theirs(link.layout, to_numpy(link.target))
+        pairs += zip(link.sources, values)
+    return pairs
 
-    Keras 3 and tf_keras `MultiHeadAttention` (used by keras-hub and Model
-    Garden) keep separate query/key/value `EinsumDense` layers with
-    `[hidden, heads, head_size]` kernels and `[heads, head_size]` biases, and a
-    `[heads, head_size, hidden]` output kernel. Flattening `(heads, head_size)`
-    head-major gives exactly the column order our fused projection splits by.
 
-    Args:
-        target: our `MultiHeadSelfAttention` (built).
-        mha: the source self-attention layer (built, with biases).
+def keras_mha_links(target, mha) -> list[TensorLink]:
+    """Links between our `MultiHeadSelfAttention` and a Keras `MultiHeadAttention`.
+
+    Keras 3 and tf_keras `MultiHeadAttention` (keras-hub, Model Garden) keep
+    separate query/key/value `EinsumDense` layers with `[hidden, heads, head_size]`
+    kernels and `[heads, head_size]` biases, and a `[heads, head_size, hidden]`
+    output kernel. Flattening `(heads, head_size)` head-major gives exactly the
+    column order our fused projection splits by.
     """
     dense = {part: getattr(mha, f"_{part}_dense") for part in ("query", "key", "value", "output")}
-    names = {
-        part: {w: variable_name(getattr(layer, w)) for w in ("kernel", "bias")}
-        for part, layer in dense.items()
-    }
-    qkv = ("query", "key", "value")
-    kernel_source = " + ".join(names[p]["kernel"] for p in qkv)
-    bias_source = " + ".join(names[p]["bias"] for p in qkv)
+    qkv = [dense[part] for part in ("query", "key", "value")]
     return [
-        WeightAssignment(
-            target.qkv_dense.kernel,
-            concat_qkv(
-                *(merge_heads_kernel(dense[p].kernel, names[p]["kernel"]) for p in qkv),
-                source=kernel_source,
-            ),
-            kernel_source,
-        ),
-        WeightAssignment(
-            target.qkv_dense.bias,
-            concat_qkv(
-                *(merge_heads_bias(dense[p].bias, names[p]["bias"]) for p in qkv),
-                source=bias_source,
-            ),
-            bias_source,
-        ),
-        WeightAssignment(
-            target.output_dense.kernel,
-            merge_heads_output_kernel(dense["output"].kernel, names["output"]["kernel"]),
-            names["output"]["kernel"],
-        ),
-        copy_assignment(target.output_dense.bias, dense["output"].bias),
+        TensorLink(target.qkv_dense.kernel, tuple(d.kernel for d in qkv), "qkv"),
+        TensorLink(target.qkv_dense.bias, tuple(d.bias for d in qkv), "qkv"),
+        TensorLink(target.output_dense.kernel, (dense["output"].kernel,), "copy"),
+        TensorLink(target.output_dense.bias, (dense["output"].bias,), "copy"),
     ]
 
 
-def layer_norm_assignments(target, source) -> list[WeightAssignment]:
-    """Assignments loading one LayerNormalization (gamma, beta) into another.
-
-    Works for Keras 3 and tf_keras sources, which name the two variables alike.
-    """
-    return [copy_assignment(target.gamma, source.gamma), copy_assignment(target.beta, source.beta)]
-
-
-def dense_assignments(target, source) -> list[WeightAssignment]:
-    """Assignments loading a Dense/EinsumDense layer with an `[in, out]` kernel and a bias."""
+def layer_norm_links(target, source) -> list[TensorLink]:
+    """Links between two LayerNormalization layers (Keras 3 or tf_keras)."""
     return [
-        copy_assignment(target.kernel, source.kernel),
-        copy_assignment(target.bias, source.bias),
+        TensorLink(target.gamma, (source.gamma,), "copy"),
+        TensorLink(target.beta, (source.beta,), "copy"),
+    ]
+
+
+def dense_links(target, source) -> list[TensorLink]:
+    """Links between two Dense/EinsumDense layers with `[in, out]` kernels and biases."""
+    return [
+        TensorLink(target.kernel, (source.kernel,), "copy"),
+        TensorLink(target.bias, (source.bias,), "copy"),
     ]
