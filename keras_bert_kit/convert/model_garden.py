@@ -20,6 +20,7 @@ import os
 
 from keras_bert_kit.configs import BertConfig
 from keras_bert_kit.convert.activations import detect_activation
+from keras_bert_kit.convert.tensor_files import open_tf_checkpoint
 from keras_bert_kit.convert.weights import (
     TensorLink,
     dense_links,
@@ -260,16 +261,8 @@ def _restore_from_checkpoint(path, hidden_activation):
     import tensorflow as tf
     from official.nlp.modeling import networks
 
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError(f"{path} holds no TF2 checkpoint.")
-        path = latest
-    try:
-        shapes = dict(tf.train.list_variables(path))
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise FileNotFoundError(f"{path} is not a readable TF2 checkpoint ({e}).") from None
+    path, reader = open_tf_checkpoint(path)
+    shapes = reader.get_variable_to_shape_map()
     prefix = _checkpoint_prefix(shapes, path)
     encoder = networks.BertEncoderV2(
         inner_activation=get_activation(hidden_activation),

@@ -262,6 +262,31 @@ def read_pytorch_bin(path) -> dict[str, np.ndarray]:
     return dict(state)
 
 
+# -- TensorFlow checkpoints -------------------------------------------------------
+
+
+def open_tf_checkpoint(path):
+    """`(prefix, reader)` of a TensorFlow checkpoint (TF1 name-based or TF2 object-based).
+
+    `path` is a checkpoint prefix (`.../ckpt-1`, the name before `.index`) or
+    a directory whose `checkpoint` file names the latest one.
+    """
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(
+                f"{path} holds no checkpoint (no 'checkpoint' file naming one)."
+            )
+        path = latest
+    try:
+        return path, tf.train.load_checkpoint(path)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+        raise FileNotFoundError(f"{path} is not a readable TensorFlow checkpoint ({e}).") from None
+
+
 # -- model directories -------------------------------------------------------------
 
 

@@ -4,13 +4,13 @@ Their variable names are the ones Hugging Face's were derived from, so each
 Hugging Face name has exactly one TF1 name (`tf1_name`), and the TF1 importer
 is the Hugging Face one reading through that translation:
 
-| Hugging Face | TF1 |
-|---|---|
-| `bert.encoder.layer.3.attention.self.query.weight` (`[out, in]`) | `bert/encoder/layer_3/attention/self/query/kernel` (`[in, out]`) |
-| `....LayerNorm.weight` / `.bias` | `.../LayerNorm/gamma` / `beta` |
-| `bert.embeddings.word_embeddings.weight` | `bert/embeddings/word_embeddings` |
-| `cls.predictions.bias` | `cls/predictions/output_bias` |
-| `cls.seq_relationship.weight` / `.bias` | `cls/seq_relationship/output_weights` (`[2, hidden]`) / `output_bias` |
+- `bert.encoder.layer.3.attention.self.query.weight` (`[out, in]`) is
+  `bert/encoder/layer_3/attention/self/query/kernel` (`[in, out]`);
+- `....LayerNorm.weight` / `.bias` are `.../LayerNorm/gamma` / `beta`;
+- `bert.embeddings.word_embeddings.weight` is `bert/embeddings/word_embeddings`;
+- `cls.predictions.bias` is `cls/predictions/output_bias`;
+- `cls.seq_relationship.weight` / `.bias` are `cls/seq_relationship/output_weights`
+  (`[2, hidden]`, not transposed) / `output_bias`.
 
 Variables outside `bert/` and `cls/` (`global_step`, Adam slots `*/adam_m`,
 `*/adam_v`) are optimizer state and are not read.
@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_bert_kit.configs import BertConfig
 from keras_bert_kit.convert.huggingface import load_state_dict
+from keras_bert_kit.convert.tensor_files import open_tf_checkpoint
 from keras_bert_kit.models import BertEncoder, BertPretrainer
 
 _EMBEDDING_TABLES = ("word_embeddings", "position_embeddings", "token_type_embeddings")
@@ -114,18 +115,7 @@ def from_tf1_checkpoint(path, config, target=None, dtype=None):
         The model. Missing tensors raise, listed by their TF1 names; a shape
         mismatch names the tensor and both shapes.
     """
-    import tensorflow as tf
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError(f"{path} holds no checkpoint (no 'checkpoint' file).")
-        path = latest
-    try:
-        reader = tf.train.load_checkpoint(path)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
-        raise FileNotFoundError(f"{path} is not a readable TF checkpoint ({e}).") from None
+    path, reader = open_tf_checkpoint(path)
     names = reader.get_variable_to_shape_map()
     if not any(name.startswith("bert/") for name in names):
         raise ValueError(

@@ -127,3 +127,49 @@ def test_assign_weights_rejects_a_target_assigned_twice():
     assignments.append((beta, np.zeros(beta.shape), "again"))
     with pytest.raises(ValueError, match="assigned twice"):
         assign_weights(encoder, assignments)
+
+
+# -- to_keras_hub ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+def test_round_trip_through_keras_hub_is_exact(architecture):
+    if architecture == "bert":
+        config = kbk.BertConfig(
+            vocab_size=1000, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+            max_sequence_length=64, type_vocab_size=3, hidden_activation="gelu_approximate",
+            dropout_rate=0.0, attention_dropout_rate=0.0,
+        )
+        encoder = kbk.BertEncoder(config)
+    else:
+        config = kbk.DistilBertConfig(
+            vocab_size=1000, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+            max_sequence_length=64, dropout_rate=0.0, attention_dropout_rate=0.0,
+        )
+        encoder = kbk.DistilBertEncoder(config)
+    randomize_weights(encoder, seed=5)
+
+    backbone = kbk.to_keras_hub(encoder)
+    back = from_keras_hub(backbone)
+    assert back.config == encoder.config
+    for ours, theirs in zip(encoder.weights, back.weights):
+        np.testing.assert_array_equal(np.array(ours), np.array(theirs))
+
+    input_ids, segment_ids, padding_mask = id_inputs(1000, seed=6)
+    inputs = {"token_ids": input_ids, "padding_mask": padding_mask}
+    ours = {"input_ids": input_ids, "padding_mask": padding_mask}
+    if architecture == "bert":
+        inputs["segment_ids"] = ours["segment_ids"] = segment_ids
+    theirs = backbone(inputs)
+    theirs = theirs["sequence_output"] if architecture == "bert" else theirs
+    assert max_abs_diff(encoder(ours)["sequence_output"], theirs) <= ATOL
+
+
+def test_to_keras_hub_warns_about_a_fixed_activation_and_refuses_relu():
+    config = kbk.BertConfig(vocab_size=100, hidden_size=16, num_layers=1, num_heads=2)
+    with pytest.warns(UserWarning, match="always uses 'gelu_approximate'"):
+        kbk.to_keras_hub(kbk.BertEncoder(config))
+    with pytest.raises(ValueError, match="'relu'"):
+        kbk.to_keras_hub(kbk.BertEncoder(config.replace(hidden_activation="relu")))
+    with pytest.raises(ValueError, match="epsilon"):
+        kbk.to_keras_hub(kbk.BertEncoder(config.replace(layer_norm_epsilon=1e-5)))

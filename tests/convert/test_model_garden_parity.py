@@ -132,3 +132,37 @@ def test_factorized_embeddings_are_rejected():
     mg_encoder = networks.BertEncoderV2(type_vocab_size=2, embedding_width=32, **SIZES)
     with pytest.raises(ValueError, match="embedding_width=32"):
         from_model_garden(mg_encoder)
+
+
+# -- TF2 checkpoints ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["encoder", "pretrainer/encoder"])
+def test_tf2_checkpoint_sizes_are_inferred_and_weights_load(tmp_path, layout):
+    import tensorflow as tf
+
+    mg_encoder = model_garden_encoder()
+    root = mg_encoder
+    for part in reversed(layout.split("/")):
+        root = tf.train.Checkpoint(**{part: root})
+    root.write(str(tmp_path / "ckpt"))
+
+    encoder = from_model_garden(str(tmp_path / "ckpt"))
+    assert encoder.config.num_heads == SIZES["num_attention_heads"]
+    assert encoder.config.type_vocab_size == TYPE_VOCAB_SIZE
+    assert encoder.config.intermediate_size == SIZES["inner_dim"]
+    # A checkpoint does not record the activation: Model Garden's default.
+    assert encoder.config.hidden_activation == "gelu_approximate"
+    ours, theirs = outputs_of_both(mg_encoder, encoder)
+    assert max_abs_diff(ours["sequence_output"], theirs["sequence_output"]) <= ATOL
+    assert max_abs_diff(ours["pooled_output"], theirs["pooled_output"]) <= ATOL
+
+
+def test_tf2_checkpoint_errors(tmp_path):
+    import tensorflow as tf
+
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        from_model_garden(str(tmp_path))
+    tf.train.Checkpoint(something=tf.Variable([1.0])).write(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="expected one BertEncoderV2 in the checkpoint"):
+        from_model_garden(str(tmp_path / "other"))
