@@ -482,7 +482,8 @@ def to_huggingface(model, path, tokenizer=None):
         path: the directory; created if needed. Existing files of the same
             names are replaced.
         tokenizer: a `BertTokenizer` or `BertPreprocessor` whose vocabulary
-            and casing to write; without one, no tokenizer files are written.
+            and casing to write; without one, no tokenizer files are written
+            (with a warning).
 
     Returns:
         `path`.
@@ -508,4 +509,10 @@ def to_huggingface(model, path, tokenizer=None):
     )
     if tokenizer is not None:
         _write_tokenizer(tokenizer, path, config.model_type, config.max_sequence_length)
+    else:
+        warnings.warn(
+            f"No tokenizer given: {path} has no vocab.txt, so transformers' AutoTokenizer "
+            "cannot load it. Pass tokenizer= (a BertTokenizer or BertPreprocessor).",
+            stacklevel=2,
+        )
     return path
