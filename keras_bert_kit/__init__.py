@@ -38,12 +38,21 @@ from keras_bert_kit.models import (  # noqa: E402
     DistilBertEncoder,
     DistilBertPretrainer,
 )
+from keras_bert_kit.optimization import WarmupDecay, create_optimizer  # noqa: E402
+from keras_bert_kit.tasks import (  # noqa: E402
+    SequenceClassifier,
+    SequenceClassifierPreprocessor,
+    SpanExtractor,
+    SpanExtractorPreprocessor,
+    TokenClassifier,
+    TokenClassifierPreprocessor,
+)
 from keras_bert_kit.tokenization import (  # noqa: E402
     BertPreprocessor,
     BertTokenizer,
     train_wordpiece_vocabulary,
 )
-from keras_bert_kit import convert, data, tokenization  # noqa: E402
+from keras_bert_kit import convert, data, metrics, tasks, tokenization  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -59,14 +68,24 @@ __all__ = [
     "DistilBertPretrainer",
     "MaskedLMHead",
     "NextSentenceHead",
+    "SequenceClassifier",
+    "SequenceClassifierPreprocessor",
+    "SpanExtractor",
+    "SpanExtractorPreprocessor",
+    "TokenClassifier",
+    "TokenClassifierPreprocessor",
+    "WarmupDecay",
     "config_from_preset",
     "convert",
+    "create_optimizer",
     "data",
     "from_huggingface",
     "from_keras_hub",
     "from_model_garden",
     "from_tf1_checkpoint",
+    "metrics",
     "preprocessor_from_huggingface",
+    "tasks",
     "to_huggingface",
     "to_keras_hub",
     "tokenization",

@@ -137,6 +137,7 @@ def text_dataset(
     preprocessor: BertPreprocessor,
     labels=None,
     text_pairs=None,
+    sample_weights=None,
     batch_size: int = 32,
     bucket_lengths=None,
     shuffle_buffer_size: int = 0,
@@ -150,7 +151,8 @@ def text_dataset(
     With `bucket_lengths` (e.g. `(32, 64, 128)`, the largest at most the
     preprocessor's `sequence_length`), examples are grouped by length and
     padded to their bucket; without, each batch is padded as the preprocessor
-    says. Elements are `features` dicts, or `(features, labels)` with labels.
+    says. Elements are `features` dicts, or `(features, labels)` with labels,
+    or `(features, labels, sample_weights)` with both.
     """
     _check_batch_size(batch_size)
     texts = list(texts) if not isinstance(texts, (tf.Tensor, np.ndarray)) else texts
@@ -159,9 +161,15 @@ def text_dataset(
         columns["text_pair"] = tf.constant(list(text_pairs), tf.string)
     if labels is not None:
         columns["label"] = tf.constant(np.asarray(labels))
+    if sample_weights is not None:
+        if labels is None:
+            raise ValueError("`sample_weights` need `labels`.")
+        columns["sample_weight"] = tf.constant(np.asarray(sample_weights, "float32"))
     sizes = {name: int(value.shape[0]) for name, value in columns.items()}
     if len(set(sizes.values())) > 1:
-        raise ValueError(f"texts, text_pairs and labels differ in length: {sizes}.")
+        raise ValueError(
+            f"texts, text_pairs, labels and sample_weights differ in length: {sizes}."
+        )
     if not sizes["text"]:
         raise ValueError("`texts` is empty.")
     dataset = tf.data.Dataset.from_tensor_slices(columns)
@@ -173,7 +181,11 @@ def text_dataset(
     def preprocess(batch, packer):
         segments = (batch["text"], batch["text_pair"]) if "text_pair" in batch else batch["text"]
         features = packer(segments)
-        return (features, batch["label"]) if "label" in batch else features
+        if "label" not in batch:
+            return features
+        if "sample_weight" not in batch:
+            return features, batch["label"]
+        return features, batch["label"], batch["sample_weight"]
 
     if bucket_lengths is None:
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -198,4 +210,34 @@ def text_dataset(
         batch_size,
         drop_remainder,
     )
+    if not repeat:
+        # Bucketing hides the batch count from tf.data; learning-rate schedules
+        # that span the run need it, and it follows from the lengths.
+        lengths = _packed_lengths(unpadded, columns["text"], columns.get("text_pair"))
+        dataset = dataset.apply(
+            tf.data.experimental.assert_cardinality(
+                _bucketed_batch_count(lengths, bucket_lengths, batch_size, drop_remainder)
+            )
+        )
     return dataset.prefetch(AUTOTUNE)
+
+
+def _packed_lengths(packer, texts, text_pairs, chunk=4096):
+    """The packed length ([CLS], [SEP]s included) of every example, computed in chunks."""
+    lengths = []
+    for begin in range(0, int(texts.shape[0]), chunk):
+        segments = texts[begin:begin + chunk]
+        if text_pairs is not None:
+            segments = (segments, text_pairs[begin:begin + chunk])
+        mask = packer(segments)["padding_mask"]
+        lengths.append(tf.reduce_sum(mask, axis=1).numpy())
+    return np.concatenate(lengths)
+
+
+def _bucketed_batch_count(lengths, bucket_lengths, batch_size, drop_remainder):
+    """How many batches `_bucketed_batches` makes of examples of these lengths."""
+    bounds = sorted(set(int(b) for b in bucket_lengths))
+    buckets = np.searchsorted(bounds, lengths, side="left")
+    counts = np.bincount(buckets, minlength=len(bounds))
+    full, rest = counts // batch_size, counts % batch_size
+    return int(full.sum() + (0 if drop_remainder else np.count_nonzero(rest)))

@@ -37,7 +37,7 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")  # not \d: it also matches other scripts' 
 # Integer labels without label_names become ids 0..max; a code like 40213 would
 # make 40,214 classes, which is never what was meant.
 _MAX_IMPLICIT_ID = 9_999
-_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number",
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
                bool: "boolean", type(None): "null"}
 
 
@@ -131,20 +131,21 @@ def load_text_documents(paths) -> list[str]:
 # -- labelled records ---------------------------------------------------------
 
 
-def _check_label_names(label_names, label_column):
+def _check_label_names(label_names, label_column, argument="label_names"):
+    """label_names as a tuple, checked; `argument` is the name errors use (e.g. "tag_names")."""
     if label_names is None:
         return None
     if label_column is None:
-        raise ValueError("`label_names` was given without a label column/key.")
+        raise ValueError(f"`{argument}` was given without a label column/key.")
     if isinstance(label_names, str):
         raise TypeError(
-            f"`label_names` must be a sequence of names, not a string: {label_names!r}."
+            f"`{argument}` must be a sequence of names, not a string: {label_names!r}."
         )
     names = tuple(label_names)
     if not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ValueError(f"`label_names` must be non-empty strings: {names!r}.")
+        raise ValueError(f"`{argument}` must be non-empty strings: {names!r}.")
     if len(set(names)) != len(names):
-        raise ValueError(f"`label_names` has duplicates: {names!r}.")
+        raise ValueError(f"`{argument}` has duplicates: {names!r}.")
     return names
 
 
@@ -298,6 +299,18 @@ def load_csv(path, text_column, label_column=None, text_pair_column=None,
     """
     wanted = _wanted(text_column, label_column, text_pair_column, "column")
     label_names = _check_label_names(label_names, label_column)
+    path, records = _read_csv(path, wanted, delimiter)
+    return _labeled_texts(
+        path, "column", records, text_column, label_column, text_pair_column, label_names
+    )
+
+
+def _read_csv(path, wanted, delimiter):
+    """(path as a string, (line, {column: field}) pairs) for a CSV file with a header row.
+
+    wanted: (role, column) pairs that the header must name, once each. Empty
+    lines are skipped; no data rows is an error.
+    """
     path, text = _read_text(path)
     if not text.strip():
         raise ValueError(f"{path}:1: the file is empty; expected a header row, then data rows.")
@@ -333,9 +346,7 @@ def load_csv(path, text_column, label_column=None, text_pair_column=None,
         records.append((start, dict(zip(header, fields))))
     if not records:
         raise ValueError(f"{path}:{header_line}: no data rows after the header.")
-    return _labeled_texts(
-        path, "column", records, text_column, label_column, text_pair_column, label_names
-    )
+    return path, records
 
 
 def load_jsonl(path, text_key, label_key=None, text_pair_key=None,
@@ -348,6 +359,16 @@ def load_jsonl(path, text_key, label_key=None, text_pair_key=None,
     """
     wanted = _wanted(text_key, label_key, text_pair_key, "key")
     label_names = _check_label_names(label_names, label_key)
+    path, records = _read_jsonl(path, wanted)
+    return _labeled_texts(path, "key", records, text_key, label_key, text_pair_key, label_names)
+
+
+def _read_jsonl(path, wanted):
+    """(path as a string, (line, object) pairs) for a JSON Lines file.
+
+    wanted: (role, key) pairs that every object must have. Blank lines are
+    skipped; no objects is an error.
+    """
     path, text = _read_text(path)
     records = []
     for line, content in enumerate(_physical_lines(text), start=1):
@@ -367,5 +388,5 @@ def load_jsonl(path, text_key, label_key=None, text_pair_key=None,
         records.append((line, record))
     if not records:
         raise ValueError(f"{path}:1: the file is empty; expected one JSON object per line.")
-    return _labeled_texts(path, "key", records, text_key, label_key, text_pair_key, label_names)
+    return path, records
 

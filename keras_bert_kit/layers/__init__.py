@@ -4,6 +4,7 @@ from keras_bert_kit.layers.attention import MultiHeadSelfAttention
 from keras_bert_kit.layers.embeddings import TransformerEmbeddings
 from keras_bert_kit.layers.fused_dense import FusedDense
 from keras_bert_kit.layers.masked_lm_head import MaskedLMHead
+from keras_bert_kit.layers.mean_pooler import MeanPooler
 from keras_bert_kit.layers.next_sentence_head import NextSentenceHead
 from keras_bert_kit.layers.pooler import CLSPooler
 from keras_bert_kit.layers.transformer_block import TransformerBlock
@@ -12,6 +13,7 @@ __all__ = [
     "CLSPooler",
     "FusedDense",
     "MaskedLMHead",
+    "MeanPooler",
     "MultiHeadSelfAttention",
     "NextSentenceHead",
     "TransformerBlock",

@@ -1,0 +1,169 @@
+"""BERT's optimizer: AdamW, linear warmup then decay, no weight decay on LayerNorm and biases.
+
+`create_optimizer` returns a plain `keras.optimizers.AdamW`, so it checkpoints,
+serializes and works under `tf.distribute` like any Keras optimizer. The
+schedule, `WarmupDecay`, is a registered `LearningRateSchedule`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+DECAYS = ("linear", "polynomial", "constant")
+# Substrings of variable names that never decay, as in the original BERT
+# ("LayerNorm", "bias"): our LayerNorms hold `gamma`/`beta`, heads `output_bias`.
+NO_DECAY_NAMES = ("bias", "gamma", "beta")
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_kit")
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak_learning_rate`, then decay to `end_learning_rate`.
+
+    Step `s` (0-based) of warmup uses `peak * (s + 1) / warmup_steps`, so the
+    first update is not wasted at rate 0. After `decay_steps` total steps the
+    rate stays at `end_learning_rate`.
+
+    Args:
+        peak_learning_rate: the rate at the end of warmup.
+        decay_steps: total training steps (warmup included).
+        warmup_steps: steps of linear warmup (0 for none).
+        decay: "linear", "polynomial" (with `power`) or "constant".
+        end_learning_rate: the final rate.
+        power: exponent of the polynomial decay (1.0 is linear).
+    """
+
+    def __init__(
+        self,
+        peak_learning_rate,
+        decay_steps,
+        warmup_steps=0,
+        decay="linear",
+        end_learning_rate=0.0,
+        power=1.0,
+    ):
+        if not peak_learning_rate > 0:
+            raise ValueError(
+                f"`peak_learning_rate` must be positive; got {peak_learning_rate!r}."
+            )
+        if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 1:
+            raise ValueError(f"`decay_steps` must be a positive integer; got {decay_steps!r}.")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not (
+            0 <= warmup_steps <= decay_steps
+        ):
+            raise ValueError(
+                f"`warmup_steps` must be an integer in [0, decay_steps={decay_steps}]; "
+                f"got {warmup_steps!r}."
+            )
+        if decay not in DECAYS:
+            raise ValueError(f"`decay` must be one of {DECAYS}; got {decay!r}.")
+        if not 0 <= end_learning_rate <= peak_learning_rate:
+            raise ValueError(
+                f"`end_learning_rate` must be in [0, peak_learning_rate]; got {end_learning_rate!r}."
+            )
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.decay_steps = decay_steps
+        self.warmup_steps = warmup_steps
+        self.decay = decay
+        self.end_learning_rate = float(end_learning_rate)
+        self.power = float(power)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak, end = self.peak_learning_rate, self.end_learning_rate
+        warmup = float(max(self.warmup_steps, 1))
+        warming = peak * ops.minimum(step + 1.0, warmup) / warmup
+        if self.decay == "constant":
+            decayed = ops.full_like(step, peak)
+        else:
+            span = float(max(self.decay_steps - self.warmup_steps, 1))
+            remaining = 1.0 - ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            power = 1.0 if self.decay == "linear" else self.power
+            decayed = end + (peak - end) * ops.power(remaining, power)
+        if self.warmup_steps == 0:
+            return decayed
+        return ops.where(step < self.warmup_steps, warming, decayed)
+
+    def get_config(self):
+        return dict(
+            peak_learning_rate=self.peak_learning_rate,
+            decay_steps=self.decay_steps,
+            warmup_steps=self.warmup_steps,
+            decay=self.decay,
+            end_learning_rate=self.end_learning_rate,
+            power=self.power,
+        )
+
+
+def create_optimizer(
+    learning_rate,
+    num_train_steps,
+    warmup_steps=None,
+    warmup_fraction=0.1,
+    weight_decay=0.01,
+    decay="linear",
+    end_learning_rate=0.0,
+    power=1.0,
+    clipnorm=1.0,
+    gradient_accumulation_steps=None,
+    beta_1=0.9,
+    beta_2=0.999,
+    epsilon=1e-6,
+):
+    """AdamW as BERT fine-tuning and pretraining use it.
+
+    Weight decay is decoupled (AdamW) and skips every variable whose name
+    contains "bias", "gamma" or "beta": biases and LayerNorm parameters,
+    as in the original BERT. Gradients are clipped by their global norm.
+
+    Args:
+        learning_rate: the peak learning rate.
+        num_train_steps: total optimizer steps of the run.
+        warmup_steps: steps of linear warmup; default: `warmup_fraction` of
+            `num_train_steps`, rounded.
+        warmup_fraction: used when `warmup_steps` is None.
+        weight_decay: decoupled weight decay rate (0 to disable).
+        decay: "linear", "polynomial" or "constant" after warmup.
+        end_learning_rate: the rate reached at `num_train_steps`.
+        power: exponent of polynomial decay.
+        clipnorm: clip gradients to this global norm (None: no clipping).
+        gradient_accumulation_steps: apply the averaged gradients every N
+            batches (Keras' own accumulation); the schedule counts optimizer
+            updates, so pass `num_train_steps` in updates, not batches.
+        beta_1, beta_2, epsilon: Adam's constants (BERT's epsilon is 1e-6).
+
+    Returns:
+        A `keras.optimizers.AdamW`.
+    """
+    if warmup_steps is None:
+        if not 0 <= warmup_fraction <= 1:
+            raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
+        warmup_steps = int(round(warmup_fraction * num_train_steps))
+    if weight_decay is None or weight_decay < 0:
+        raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay!r}.")
+    if clipnorm is not None and not clipnorm > 0:
+        raise ValueError(f"`clipnorm` must be positive or None; got {clipnorm!r}.")
+    schedule = WarmupDecay(
+        learning_rate,
+        decay_steps=num_train_steps,
+        warmup_steps=warmup_steps,
+        decay=decay,
+        end_learning_rate=end_learning_rate,
+        power=power,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=weight_decay,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=epsilon,
+        global_clipnorm=clipnorm,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+    )
+    optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAMES))
+    return optimizer
+
+
+def decayed_variables(optimizer, variables):
+    """The variables among `variables` that `optimizer` applies weight decay to."""
+    return [v for v in variables if optimizer._use_weight_decay(v)]

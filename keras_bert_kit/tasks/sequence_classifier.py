@@ -1,0 +1,218 @@
+"""Sequence classification: one label per text or text pair (sentiment, NLI, ...)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_kit.data.pipelines import default_bucket_lengths, text_dataset
+from keras_bert_kit.layers import MeanPooler
+from keras_bert_kit.metrics import SparseMacroF1
+from keras_bert_kit.tasks.task import Task
+from keras_bert_kit.tokenization import BertPreprocessor
+
+POOLINGS = ("cls", "mean")
+
+
+def _check_texts(texts, what):
+    if isinstance(texts, str):
+        raise ValueError(f"`{what}` must be a list of texts, not a single string.")
+    if isinstance(texts, (tf.Tensor, np.ndarray)):
+        return texts
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"`{what}[{i}]` must be a string; got {type(text).__name__}.")
+    return texts
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_kit")
+class SequenceClassifierPreprocessor(keras.layers.Layer):
+    """Strings (or pairs of strings) to the encoder's inputs, labels passed through.
+
+    Args:
+        tokenizer: a `BertTokenizer`.
+        sequence_length: the most tokens per example, [CLS] and [SEP] included.
+
+    Call: `preprocessor(x, y=None, sample_weight=None)` where `x` is a batch
+    of strings or a tuple `(texts_a, texts_b)`; returns `x` as id features,
+    packed with `y` and `sample_weight` as Keras expects.
+    """
+
+    def __init__(self, tokenizer, sequence_length=128, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.tokenizer = tokenizer
+        self.sequence_length = sequence_length
+        self.packer = BertPreprocessor(tokenizer, sequence_length=sequence_length,
+                                       padding="longest")
+        self.built = True
+
+    def call(self, x, y=None, sample_weight=None):
+        return keras.utils.pack_x_y_sample_weight(self.packer(x), y, sample_weight)
+
+    def dataset(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None):
+        """A batched, preprocessed `tf.data.Dataset` of raw texts (and labels).
+
+        Shuffled datasets are bucketed by length (less padding); unshuffled
+        ones keep the input order, so `predict` outputs line up with `x`.
+        """
+        if isinstance(x, tuple):
+            if len(x) != 2:
+                raise ValueError(f"Pairs are a tuple (texts_a, texts_b); got {len(x)} elements.")
+            texts, pairs = _check_texts(x[0], "texts_a"), _check_texts(x[1], "texts_b")
+        else:
+            texts, pairs = _check_texts(x, "x"), None
+        if y is not None:
+            y = np.asarray(y)
+            if not np.issubdtype(y.dtype, np.integer):
+                raise ValueError(f"Labels must be integer class ids; got dtype {y.dtype}.")
+        count = len(texts)
+        return text_dataset(
+            texts,
+            self.packer,
+            labels=y,
+            text_pairs=pairs,
+            sample_weights=sample_weight,
+            batch_size=batch_size,
+            bucket_lengths=default_bucket_lengths(self.sequence_length) if shuffle else None,
+            shuffle_buffer_size=count if shuffle else 0,
+            seed=seed,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            tokenizer=keras.saving.serialize_keras_object(self.tokenizer),
+            sequence_length=self.sequence_length,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_kit")
+class SequenceClassifier(Task):
+    """An encoder with a classification head over the whole sequence.
+
+    `pooling="cls"` classifies BERT's pooled [CLS] output (DistilBERT's final
+    [CLS] state), as `BertForSequenceClassification` does; `"mean"` averages
+    the real tokens' final states, as sentence-embedding models are trained.
+
+    Args:
+        encoder: a `BertEncoder` or `DistilBertEncoder` (e.g. from
+            `keras_bert_kit.from_huggingface`).
+        num_classes: number of classes.
+        preprocessor: a `SequenceClassifierPreprocessor`, so that `fit`,
+            `evaluate` and `predict` take strings; None for id inputs only.
+        pooling: "cls" or "mean".
+        dropout: dropout rate before the classifier.
+        label_names: optional names of the classes, in id order.
+
+    Outputs float32 logits `[batch, num_classes]`. Default `compile()`:
+    sparse cross-entropy from logits, accuracy and macro-F1.
+
+    Example:
+    ```python
+    classifier = SequenceClassifier(encoder, num_classes=2, preprocessor=
+        SequenceClassifierPreprocessor(BertTokenizer(vocab_path), sequence_length=128))
+    classifier.compile()
+    classifier.fit(texts, labels, epochs=3, batch_size=32)
+    classifier.predict(["a delight", "a chore"])  # logits
+    ```
+    """
+
+    def __init__(
+        self,
+        encoder,
+        num_classes,
+        preprocessor=None,
+        pooling="cls",
+        dropout=0.1,
+        label_names=None,
+        **kwargs,
+    ):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
+        if pooling not in POOLINGS:
+            raise ValueError(f"`pooling` must be one of {POOLINGS}; got {pooling!r}.")
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(
+                f"{len(label_names)} label_names for num_classes={num_classes}; they must match."
+            )
+        if preprocessor is not None and not isinstance(
+            preprocessor, SequenceClassifierPreprocessor
+        ):
+            raise ValueError(
+                "`preprocessor` must be a SequenceClassifierPreprocessor; got "
+                f"{type(preprocessor).__name__}."
+            )
+        config = encoder.config
+
+        # === Layers ===
+        pooler = MeanPooler(dtype=encoder.dtype_policy, name="mean_pooler") if (
+            pooling == "mean"
+        ) else None
+        dropout_layer = keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout")
+        logits_layer = keras.layers.Dense(
+            num_classes,
+            kernel_initializer=keras.initializers.TruncatedNormal(
+                stddev=config.initializer_range
+            ),
+            dtype="float32",  # logits and softmax in float32 under mixed precision
+            name="logits",
+        )
+
+        # === Functional model ===
+        if pooling == "mean":
+            self._freeze_unused_pooler(encoder)
+        inputs = self._encoder_inputs(encoder)
+        encoded = encoder(inputs)
+        if pooler is None:
+            pooled = encoded["pooled_output"]
+        else:
+            pooled = pooler(encoded["sequence_output"], inputs["padding_mask"])
+        logits = logits_layer(dropout_layer(pooled))
+        self._init_task(encoder, preprocessor, inputs, logits, **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.dropout = dropout
+        self.label_names = tuple(label_names) if label_names is not None else None
+
+    def _default_loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _check_targets(self, y):
+        labels = np.asarray(y)
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"Labels must be integer class ids; got dtype {labels.dtype}.")
+        bad = np.nonzero((labels < 0) | (labels >= self.num_classes))[0]
+        if len(bad):
+            raise ValueError(
+                f"Label {labels.flat[bad[0]]} (example {bad[0]}) is outside "
+                f"[0, {self.num_classes}) for a {self.num_classes}-class classifier."
+            )
+
+    def _default_metrics(self):
+        return [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            SparseMacroF1(self.num_classes),
+        ], None
+
+    def get_config(self):
+        return {
+            **self._task_config(),
+            "num_classes": self.num_classes,
+            "pooling": self.pooling,
+            "dropout": self.dropout,
+            "label_names": list(self.label_names) if self.label_names else None,
+        }
+

@@ -1,0 +1,298 @@
+"""`Task`: the base of fine-tuning models: encoder + head, and a preprocessor for raw data.
+
+As in keras-hub, a task is a functional `keras.Model` over the encoder's id
+inputs, plus a `preprocessor` that turns raw data (strings, words, questions)
+into those inputs. `fit`, `evaluate` and `predict` take raw data directly, or
+already-preprocessed id dicts, or a `tf.data.Dataset` of either.
+
+`compile()` with no arguments gives BERT's fine-tuning recipe: AdamW with
+linear warmup then linear decay over the whole run (the step count is read
+off the data when `fit` starts), no weight decay on LayerNorm and biases,
+global-norm clipping, from-logits losses and the task's metrics.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from keras_bert_kit.optimization import create_optimizer
+
+AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_BATCH_SIZE = 32
+
+
+def _is_features(x):
+    """True for already-preprocessed input: a dict (or spec dict) of id tensors."""
+    return isinstance(x, dict)
+
+
+class Task(keras.Model):
+    """Base of `SequenceClassifier`, `TokenClassifier` and `SpanExtractor`; not registered.
+
+    Subclasses build the functional graph and call `_init_task`; they name
+    their defaults in `_default_loss` and `_default_metrics`.
+    """
+
+    def _init_task(self, encoder, preprocessor, inputs, outputs, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.encoder = encoder
+        self.preprocessor = preprocessor
+        self._auto_optimizer = None
+
+    @staticmethod
+    def _freeze_unused_pooler(encoder):
+        """Freezes BERT's pooler for tasks that read only the sequence output.
+
+        Its weights get no gradient there; frozen, the optimizer neither
+        tracks them nor warns about them on every step. (Set
+        `encoder.pooler.trainable = True` to reuse the encoder for a task
+        that pools.)
+        """
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler.trainable = False
+
+    @staticmethod
+    def _encoder_inputs(encoder):
+        return {
+            name: keras.Input((None,), dtype="int32", name=name) for name in encoder.input_names
+        }
+
+    # -- compile ----------------------------------------------------------------------
+
+    def _default_loss(self):
+        raise NotImplementedError
+
+    def _default_metrics(self):
+        return None, None  # (metrics, weighted_metrics)
+
+    def _default_loss_weights(self):
+        return None
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        loss_weights="auto",
+        metrics="auto",
+        weighted_metrics="auto",
+        learning_rate=5e-5,
+        warmup_fraction=0.1,
+        weight_decay=0.01,
+        clipnorm=1.0,
+        **kwargs,
+    ):
+        """Configures training; every argument has a sensible default.
+
+        Args:
+            optimizer: "auto" for `create_optimizer(learning_rate, ...)` with
+                its schedule spanning the `fit` run (its length is known once
+                `fit` sees the data); or any Keras optimizer.
+            loss, loss_weights, metrics, weighted_metrics: "auto" for the task's own.
+            learning_rate, warmup_fraction, weight_decay, clipnorm: the
+                "auto" optimizer's settings (see `create_optimizer`).
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
+        """
+        if optimizer == "auto":
+            self._auto_optimizer = dict(
+                learning_rate=learning_rate,
+                warmup_fraction=warmup_fraction,
+                weight_decay=weight_decay,
+                clipnorm=clipnorm,
+            )
+            # A stand-in of the same kind; `fit` replaces it once it knows the run's length.
+            optimizer = create_optimizer(learning_rate, num_train_steps=1, warmup_steps=0,
+                                         weight_decay=weight_decay, clipnorm=clipnorm)
+        else:
+            self._auto_optimizer = None
+        if loss == "auto":
+            loss = self._default_loss()
+        if loss_weights == "auto":
+            loss_weights = self._default_loss_weights()
+        default_metrics, default_weighted = self._default_metrics()
+        if metrics == "auto":
+            metrics = default_metrics
+        if weighted_metrics == "auto":
+            weighted_metrics = default_weighted
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        # Our compile() takes the standard arguments too, so a saved model
+        # recompiles as it was (Keras skips overridden compile() methods).
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # -- data -------------------------------------------------------------------------
+
+    def _check_targets(self, y):
+        """Raises for targets the loss cannot take (e.g. a class id out of range)."""
+
+    def _as_dataset(self, x, y, sample_weight, batch_size, shuffle, seed=None):
+        """Raw data as a batched dataset of model inputs; None when `x` needs no preprocessing."""
+        if y is not None and not isinstance(x, tf.data.Dataset):
+            self._check_targets(y)
+        if self.preprocessor is None or _is_features(x):
+            return None
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            first = spec[0] if isinstance(spec, tuple) else spec
+            if _is_features(first):
+                return None
+            dataset = x.map(self._preprocess_element, num_parallel_calls=AUTOTUNE)
+        else:
+            dataset = self.preprocessor.dataset(
+                x,
+                y,
+                sample_weight=sample_weight,
+                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                shuffle=shuffle,
+                seed=seed,
+            )
+        return dataset.map(self._select_inputs).prefetch(AUTOTUNE)
+
+    def _preprocess_element(self, *element):
+        if len(element) == 1:
+            return self.preprocessor(element[0])
+        return self.preprocessor(*element)
+
+    def _select_inputs(self, *element):
+        """Drops features the encoder does not take (DistilBERT has no `segment_ids`)."""
+        features, *rest = element
+        features = {name: features[name] for name in self.encoder.input_names}
+        return (features, *rest) if rest else features
+
+    def _schedule_auto_optimizer(self, batches_per_epoch, epochs):
+        """Replaces the compile-time stand-in with an optimizer whose schedule spans this run."""
+        if self._auto_optimizer is None or self.optimizer.built:
+            return
+        if batches_per_epoch is None or batches_per_epoch < 0:
+            raise ValueError(
+                "The default optimizer decays over the whole run, but the number of "
+                "batches is unknown here: pass `steps_per_epoch`, or compile with an "
+                "explicit optimizer (e.g. keras_bert_kit.create_optimizer(...))."
+            )
+        settings = self._auto_optimizer
+        accumulation = self.optimizer.gradient_accumulation_steps
+        self.optimizer = create_optimizer(
+            settings["learning_rate"],
+            num_train_steps=max(1, batches_per_epoch * epochs // (accumulation or 1)),
+            warmup_fraction=settings["warmup_fraction"],
+            weight_decay=settings["weight_decay"],
+            clipnorm=settings["clipnorm"],
+            gradient_accumulation_steps=accumulation,
+        )
+        # Saved models record the optimizer they were compiled with: make that this one.
+        self._compile_config.config["optimizer"] = self.optimizer
+
+    @staticmethod
+    def _batches_per_epoch(x, batch_size, steps_per_epoch):
+        if steps_per_epoch is not None:
+            return steps_per_epoch
+        if isinstance(x, tf.data.Dataset):
+            return int(x.cardinality())
+        first = tf.nest.flatten(x)[0]
+        return -(-len(first) // (batch_size or DEFAULT_BATCH_SIZE))
+
+    def _validation_dataset(self, validation_data, batch_size):
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, tf.data.Dataset):
+            x, y, sample_weight = validation_data, None, None
+        else:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(tuple(validation_data))
+        dataset = self._as_dataset(x, y, sample_weight, batch_size, shuffle=False)
+        return validation_data if dataset is None else dataset
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        validation_data=None,
+        sample_weight=None,
+        steps_per_epoch=None,
+        seed=None,
+        **kwargs,
+    ):
+        """`keras.Model.fit`, also on raw data (see the task's preprocessor).
+
+        Raw data is shuffled every epoch unless `shuffle=False` (`seed` makes
+        the order repeatable), and batched by `batch_size` (default 32).
+        """
+        shuffle = kwargs.pop("shuffle", True)
+        data = self._as_dataset(x, y, sample_weight, batch_size, shuffle=shuffle, seed=seed)
+        validation_data = self._validation_dataset(validation_data, batch_size)
+        if data is None:  # Already model inputs: Keras takes them as they are.
+            self._schedule_auto_optimizer(
+                self._batches_per_epoch(x, batch_size, steps_per_epoch), epochs
+            )
+            return super().fit(
+                x,
+                y,
+                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                epochs=epochs,
+                validation_data=validation_data,
+                sample_weight=sample_weight,
+                steps_per_epoch=steps_per_epoch,
+                # A dataset is shuffled by its maker; Keras warns when asked to.
+                shuffle=shuffle and not isinstance(x, tf.data.Dataset),
+                **kwargs,
+            )
+        self._schedule_auto_optimizer(
+            self._batches_per_epoch(data, None, steps_per_epoch), epochs
+        )
+        return super().fit(
+            data,
+            epochs=epochs,
+            validation_data=validation_data,
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # `data` is shuffled already, when asked
+            **kwargs,
+        )
+
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
+        """`keras.Model.evaluate`, also on raw data."""
+        data = self._as_dataset(x, y, sample_weight, batch_size, shuffle=False)
+        if data is None:
+            return super().evaluate(
+                x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs
+            )
+        return super().evaluate(data, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """`keras.Model.predict`, also on raw data; outputs keep the input's order."""
+        data = self._as_dataset(x, None, None, batch_size, shuffle=False)
+        if data is None:
+            return super().predict(x, batch_size=batch_size, **kwargs)
+        return super().predict(data, **kwargs)
+
+    # -- serialization ----------------------------------------------------------------
+
+    def _task_config(self):
+        return {
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "preprocessor": (
+                keras.saving.serialize_keras_object(self.preprocessor)
+                if self.preprocessor is not None
+                else None
+            ),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        if config.get("preprocessor") is not None:
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+        return cls(**config)

@@ -1,0 +1,96 @@
+"""BERT's optimizer: the schedule's values, which variables decay, settings and errors."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_bert_kit as kbk
+from keras_bert_kit.optimization import WarmupDecay, create_optimizer, decayed_variables
+from tests.conftest import tiny_bert_config
+
+
+def rates(schedule, steps):
+    return np.array([float(schedule(step)) for step in steps])
+
+
+def test_warmup_then_linear_decay_to_zero():
+    schedule = WarmupDecay(1e-3, decay_steps=100, warmup_steps=10)
+    got = rates(schedule, [0, 4, 9, 10, 55, 99, 100, 150])
+    want = [1e-4, 5e-4, 1e-3, 1e-3, 5e-4, 1e-3 * 1 / 90, 0.0, 0.0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+
+
+def test_polynomial_and_constant_and_end_rate():
+    poly = WarmupDecay(1.0, decay_steps=10, decay="polynomial", power=2.0, end_learning_rate=0.1)
+    np.testing.assert_allclose(rates(poly, [0, 5, 10]), [1.0, 0.1 + 0.9 * 0.25, 0.1], rtol=1e-6)
+    constant = WarmupDecay(2.0, decay_steps=10, warmup_steps=4, decay="constant")
+    np.testing.assert_allclose(rates(constant, [0, 3, 4, 9, 20]), [0.5, 2.0, 2.0, 2.0, 2.0])
+
+
+def test_schedule_serializes():
+    schedule = WarmupDecay(3e-5, decay_steps=7, warmup_steps=2, decay="polynomial", power=0.5)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert again.get_config() == schedule.get_config()
+
+
+def test_exactly_kernels_and_embeddings_decay():
+    model = kbk.BertPretrainer(kbk.BertEncoder(tiny_bert_config()))
+    optimizer = create_optimizer(1e-4, num_train_steps=10)
+    decayed = {v.path for v in decayed_variables(optimizer, model.trainable_variables)}
+    kept = {v.path for v in model.trainable_variables} - decayed
+    assert all(path.rsplit("/", 1)[-1] in ("kernel", "embeddings", "position_embeddings")
+               for path in decayed), decayed
+    assert all(path.rsplit("/", 1)[-1] in ("bias", "gamma", "beta", "output_bias")
+               for path in kept), kept
+    assert "masked_lm_head/output_bias" in kept
+    assert "embeddings/token_embedding/embeddings" in " ".join(decayed)
+    # Every LayerNorm and every bias is kept: 2 per block + embeddings + MLM head.
+    assert sum(p.endswith("gamma") for p in kept) == 2 * 2 + 1 + 1
+
+
+def test_settings_reach_the_optimizer():
+    optimizer = create_optimizer(
+        2e-5, num_train_steps=1000, warmup_fraction=0.06, weight_decay=0.01, clipnorm=1.0,
+        gradient_accumulation_steps=4,
+    )
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    schedule = optimizer._learning_rate
+    assert schedule.warmup_steps == 60 and schedule.decay_steps == 1000
+    assert optimizer.global_clipnorm == 1.0 and optimizer.weight_decay == 0.01
+    assert optimizer.gradient_accumulation_steps == 4 and optimizer.epsilon == 1e-6
+
+
+def test_weight_decay_is_decoupled_and_skips_biases():
+    optimizer = create_optimizer(0.1, num_train_steps=10, warmup_steps=0, weight_decay=0.5,
+                                 clipnorm=None, decay="constant")
+    kernel = keras.Variable(np.ones((2,), "float32"), name="kernel")
+    bias = keras.Variable(np.ones((2,), "float32"), name="bias")
+    optimizer.build([kernel, bias])
+    zero = np.zeros((2,), "float32")
+    optimizer.apply_gradients([(zero, kernel), (zero, bias)])
+    np.testing.assert_allclose(kernel.numpy(), 1 - 0.1 * 0.5)  # decayed, no gradient step
+    np.testing.assert_allclose(bias.numpy(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(peak_learning_rate=0.0, decay_steps=10), "peak_learning_rate"),
+        (dict(peak_learning_rate=1.0, decay_steps=0), "decay_steps"),
+        (dict(peak_learning_rate=1.0, decay_steps=10, warmup_steps=11), "warmup_steps"),
+        (dict(peak_learning_rate=1.0, decay_steps=10, decay="cosine"), "decay"),
+        (dict(peak_learning_rate=1.0, decay_steps=10, end_learning_rate=2.0), "end_learning_rate"),
+    ],
+)
+def test_schedule_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WarmupDecay(**kwargs)
+
+
+def test_create_optimizer_errors():
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        create_optimizer(1e-4, 10, warmup_fraction=1.5)
+    with pytest.raises(ValueError, match="weight_decay"):
+        create_optimizer(1e-4, 10, weight_decay=-1)
+    with pytest.raises(ValueError, match="clipnorm"):
+        create_optimizer(1e-4, 10, clipnorm=0)
