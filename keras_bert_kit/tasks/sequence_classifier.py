@@ -60,8 +60,12 @@ class SequenceClassifierPreprocessor(keras.layers.Layer):
         ones keep the input order, so `predict` outputs line up with `x`.
         """
         if isinstance(x, tuple):
-            if len(x) != 2:
-                raise ValueError(f"Pairs are a tuple (texts_a, texts_b); got {len(x)} elements.")
+            if len(x) != 2 or any(isinstance(part, str) for part in x):
+                raise ValueError(
+                    f"A tuple is a pair (texts_a, texts_b) of text lists; got a tuple of "
+                    f"{len(x)} {type(x[0]).__name__ if x else 'item'}s. Pass a list for a "
+                    "batch of texts."
+                )
             texts, pairs = _check_texts(x[0], "texts_a"), _check_texts(x[1], "texts_b")
         else:
             texts, pairs = _check_texts(x, "x"), None
