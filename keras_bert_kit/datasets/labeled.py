@@ -74,18 +74,28 @@ class LabeledTexts:
 
     def subset(self, indices) -> LabeledTexts:
         """The examples at `indices` (any iterable of ints, repeats allowed), same label names."""
-        picked = []
-        for i in indices:
-            if isinstance(i, bool):
-                raise TypeError("`indices` are positions, not a boolean mask.")
-            picked.append(operator.index(i))
-
-        def pick(values):
-            return None if values is None else tuple(values[i] for i in picked)
-
+        pick = row_picker(indices)
         return LabeledTexts(
             texts=pick(self.texts),
             labels=pick(self.labels),
             label_names=self.label_names,
             text_pairs=pick(self.text_pairs),
         )
+
+
+def row_picker(indices):
+    """A function taking the rows at `indices` from parallel tuples (None stays None).
+
+    The `subset` of every example collection uses it: `indices` are positions
+    (any iterable of ints, repeats allowed), never a boolean mask.
+    """
+    picked = []
+    for i in indices:
+        if isinstance(i, bool):
+            raise TypeError("`indices` are positions, not a boolean mask.")
+        picked.append(operator.index(i))
+
+    def pick(values):
+        return None if values is None else tuple(values[i] for i in picked)
+
+    return pick

@@ -32,6 +32,7 @@ from keras_bert_kit.datasets.files import (
     _read_text,
     _text_value,
 )
+from keras_bert_kit.datasets.labeled import row_picker
 
 
 def _shorten(text, limit=60):
@@ -166,15 +167,7 @@ class QAExamples:
 
     def subset(self, indices) -> QAExamples:
         """The examples at `indices` (any iterable of ints, repeats allowed), with their ids."""
-        picked = []
-        for i in indices:
-            if isinstance(i, bool):
-                raise TypeError("`indices` are positions, not a boolean mask.")
-            picked.append(operator.index(i))
-
-        def pick(values):
-            return None if values is None else tuple(values[i] for i in picked)
-
+        pick = row_picker(indices)
         return QAExamples(
             questions=pick(self.questions),
             contexts=pick(self.contexts),

@@ -38,6 +38,7 @@ from keras_bert_kit.datasets.files import (
     _read_jsonl,
     _read_text,
 )
+from keras_bert_kit.datasets.labeled import row_picker
 
 _DOCSTART = "-DOCSTART-"
 _OUTSIDE = "O"
@@ -133,15 +134,7 @@ class TaggedSentences:
 
     def subset(self, indices) -> TaggedSentences:
         """The sentences at `indices` (any iterable of ints, repeats allowed), same tag names."""
-        picked = []
-        for i in indices:
-            if isinstance(i, bool):
-                raise TypeError("`indices` are positions, not a boolean mask.")
-            picked.append(operator.index(i))
-
-        def pick(values):
-            return None if values is None else tuple(values[i] for i in picked)
-
+        pick = row_picker(indices)
         return TaggedSentences(
             words=pick(self.words), tags=pick(self.tags), tag_names=self.tag_names
         )

@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_bert_kit.data.pipelines import default_bucket_lengths, text_dataset
 from keras_bert_kit.layers import MeanPooler
 from keras_bert_kit.metrics import SparseMacroF1
-from keras_bert_kit.tasks.task import Task
+from keras_bert_kit.tasks.task import Task, TextPreprocessor
 from keras_bert_kit.tokenization import BertPreprocessor
 
 POOLINGS = ("cls", "mean")
@@ -28,7 +28,7 @@ def _check_texts(texts, what):
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
-class SequenceClassifierPreprocessor(keras.layers.Layer):
+class SequenceClassifierPreprocessor(TextPreprocessor):
     """Strings (or pairs of strings) to the encoder's inputs, labels passed through.
 
     Args:
@@ -41,14 +41,9 @@ class SequenceClassifierPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, tokenizer, sequence_length=128, **kwargs):
-        super().__init__(**kwargs)
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.tokenizer = tokenizer
-        self.sequence_length = sequence_length
+        super().__init__(tokenizer, sequence_length, **kwargs)
         self.packer = BertPreprocessor(tokenizer, sequence_length=sequence_length,
                                        padding="longest")
-        self.built = True
 
     def call(self, x, y=None, sample_weight=None):
         return keras.utils.pack_x_y_sample_weight(self.packer(x), y, sample_weight)
@@ -85,21 +80,6 @@ class SequenceClassifierPreprocessor(keras.layers.Layer):
             shuffle_buffer_size=count if shuffle else 0,
             seed=seed,
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            tokenizer=keras.saving.serialize_keras_object(self.tokenizer),
-            sequence_length=self.sequence_length,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
-
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class SequenceClassifier(Task):
@@ -163,15 +143,7 @@ class SequenceClassifier(Task):
         pooler = MeanPooler(dtype=encoder.dtype_policy, name="mean_pooler") if (
             pooling == "mean"
         ) else None
-        dropout_layer = keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout")
-        logits_layer = keras.layers.Dense(
-            num_classes,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=config.initializer_range
-            ),
-            dtype="float32",  # logits and softmax in float32 under mixed precision
-            name="logits",
-        )
+        dropout_layer, logits_layer = self._head_layers(encoder, num_classes, dropout, "logits")
 
         # === Functional model ===
         if pooling == "mean":

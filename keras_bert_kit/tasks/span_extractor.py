@@ -328,15 +328,7 @@ class SpanExtractor(Task):
             )
 
         # === Layers ===
-        dropout_layer = keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout")
-        span_layer = keras.layers.Dense(
-            2,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.config.initializer_range
-            ),
-            dtype="float32",
-            name="span_logits",
-        )
+        dropout_layer, span_layer = self._head_layers(encoder, 2, dropout, "span_logits")
 
         # === Functional model ===
         self._freeze_unused_pooler(encoder)

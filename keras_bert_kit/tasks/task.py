@@ -27,6 +27,43 @@ def _is_features(x):
     return isinstance(x, dict)
 
 
+class TextPreprocessor(keras.layers.Layer):
+    """Base of the task preprocessors that hold a tokenizer and a sequence length.
+
+    They take Python objects (strings, ragged words), so Keras must not
+    convert their inputs; `dataset()` turns raw data into batches.
+    """
+
+    def __init__(self, tokenizer, sequence_length=128, **kwargs):
+        super().__init__(**kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or (
+            sequence_length < 3
+        ):
+            raise ValueError(
+                "`sequence_length` must be an integer >= 3 ([CLS], a token, [SEP]); "
+                f"got {sequence_length!r}."
+            )
+        self.tokenizer = tokenizer
+        self.sequence_length = sequence_length
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            tokenizer=keras.saving.serialize_keras_object(self.tokenizer),
+            sequence_length=self.sequence_length,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)
+
+
 class Task(keras.Model):
     """Base of `SequenceClassifier`, `TokenClassifier` and `SpanExtractor`; not registered.
 
@@ -39,6 +76,25 @@ class Task(keras.Model):
         self.encoder = encoder
         self.preprocessor = preprocessor
         self._auto_optimizer = None
+
+    @staticmethod
+    def _head_layers(encoder, units, dropout, name):
+        """Dropout, then a dense layer with BERT's initialiser.
+
+        The dense layer computes in float32, so logits and their softmax stay
+        float32 under mixed precision.
+        """
+        return (
+            keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout"),
+            keras.layers.Dense(
+                units,
+                kernel_initializer=keras.initializers.TruncatedNormal(
+                    stddev=encoder.config.initializer_range
+                ),
+                dtype="float32",
+                name=name,
+            ),
+        )
 
     @staticmethod
     def _freeze_unused_pooler(encoder):

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_kit.tasks.task import AUTOTUNE, Task
+from keras_bert_kit.tasks.task import AUTOTUNE, Task, TextPreprocessor
 
 PADDINGS = ("longest", "max_length")
 
@@ -53,7 +53,7 @@ def _check_sentences(words, tags):
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
-class TokenClassifierPreprocessor(keras.layers.Layer):
+class TokenClassifierPreprocessor(TextPreprocessor):
     """Words (and word tags) to the encoder's inputs, token labels and loss weights.
 
     Args:
@@ -68,18 +68,6 @@ class TokenClassifierPreprocessor(keras.layers.Layer):
     with tags: `[batch, seq]` tags at first pieces (0 elsewhere) and weights
     1.0 at first pieces, 0.0 elsewhere (times a per-sentence `sample_weight`).
     """
-
-    def __init__(self, tokenizer, sequence_length=128, **kwargs):
-        super().__init__(**kwargs)
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or (
-            sequence_length < 3
-        ):
-            raise ValueError(f"`sequence_length` must be an integer >= 3; got {sequence_length!r}.")
-        self.tokenizer = tokenizer
-        self.sequence_length = sequence_length
-        self.built = True
 
     def word_pieces(self, words):
         """Ragged `[batch, (words), (pieces)]` ids of ragged `[batch, (words)]` words."""
@@ -165,21 +153,6 @@ class TokenClassifierPreprocessor(keras.layers.Layer):
         )
         return dataset.prefetch(AUTOTUNE)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            tokenizer=keras.saving.serialize_keras_object(self.tokenizer),
-            sequence_length=self.sequence_length,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
-
-
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class TokenClassifier(Task):
     """An encoder with a per-token classification head, for NER and tagging.
@@ -211,15 +184,7 @@ class TokenClassifier(Task):
             )
 
         # === Layers ===
-        dropout_layer = keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout")
-        logits_layer = keras.layers.Dense(
-            num_tags,
-            kernel_initializer=keras.initializers.TruncatedNormal(
-                stddev=encoder.config.initializer_range
-            ),
-            dtype="float32",
-            name="logits",
-        )
+        dropout_layer, logits_layer = self._head_layers(encoder, num_tags, dropout, "logits")
 
         # === Functional model ===
         self._freeze_unused_pooler(encoder)
