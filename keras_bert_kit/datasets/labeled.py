@@ -99,3 +99,13 @@ def row_picker(indices):
         return None if values is None else tuple(values[i] for i in picked)
 
     return pick
+
+
+def as_tuple(value, name):
+    """`value` as a tuple; a single string is refused (tuple("abc") is three letters)."""
+    if isinstance(value, str):
+        raise TypeError(f"`{name}` must be a sequence, not a single string: {value!r}.")
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a sequence, got {type(value).__name__}.") from None

@@ -32,7 +32,7 @@ from keras_bert_kit.datasets.files import (
     _read_text,
     _text_value,
 )
-from keras_bert_kit.datasets.labeled import row_picker
+from keras_bert_kit.datasets.labeled import as_tuple, row_picker
 
 
 def _shorten(text, limit=60):
@@ -65,16 +65,6 @@ def _answer_problem(context, text, start):
     return problem
 
 
-def _sequence(value, name):
-    if isinstance(value, str):
-        # tuple("abc") would quietly become three one-letter questions.
-        raise TypeError(f"`{name}` must be a sequence, not a single string: {value!r}.")
-    try:
-        return tuple(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a sequence, got {type(value).__name__}.") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class QAExamples:
     """Parallel tuples: `questions[i]` about `contexts[i]`, answered by `answers[i]`.
@@ -96,7 +86,7 @@ class QAExamples:
         for name in ("questions", "contexts"):
             if getattr(self, name) is None:
                 raise TypeError(f"`{name}` is required.")
-            values = _sequence(getattr(self, name), name)
+            values = as_tuple(getattr(self, name), name)
             for i, value in enumerate(values):
                 if not isinstance(value, str):
                     raise TypeError(f"`{name}[{i}]` must be a str, got {type(value).__name__}.")
@@ -110,7 +100,7 @@ class QAExamples:
         if self.ids is None:
             ids = tuple(str(i) for i in range(n))
         else:
-            ids = _sequence(self.ids, "ids")
+            ids = as_tuple(self.ids, "ids")
             if len(ids) != n:
                 raise ValueError(f"{n} questions but {len(ids)} ids; they must match.")
             for i, value in enumerate(ids):
@@ -122,13 +112,13 @@ class QAExamples:
 
         if self.answers is None:
             return
-        answers = _sequence(self.answers, "answers")
+        answers = as_tuple(self.answers, "answers")
         if len(answers) != n:
             raise ValueError(f"{n} questions but {len(answers)} answers; they must match.")
         checked = []
         for i, (context, spans) in enumerate(zip(self.contexts, answers)):
             example = f"example {i}, id {ids[i]!r}"
-            spans = _sequence(spans, f"answers[{i}]")
+            spans = as_tuple(spans, f"answers[{i}]")
             if not spans:
                 raise ValueError(
                     f"`answers[{i}]` ({example}) is empty; each question needs at least one "
@@ -137,7 +127,7 @@ class QAExamples:
             pairs = []
             for k, span in enumerate(spans):
                 name = f"`answers[{i}][{k}]` ({example})"
-                span = _sequence(span, f"answers[{i}][{k}]")
+                span = as_tuple(span, f"answers[{i}][{k}]")
                 if len(span) != 2:
                     raise ValueError(f"{name} must be a (text, start) pair, got {span!r}.")
                 text, start = span

@@ -38,20 +38,10 @@ from keras_bert_kit.datasets.files import (
     _read_jsonl,
     _read_text,
 )
-from keras_bert_kit.datasets.labeled import row_picker
+from keras_bert_kit.datasets.labeled import as_tuple, row_picker
 
 _DOCSTART = "-DOCSTART-"
 _OUTSIDE = "O"
-
-
-def _sequence(value, name):
-    if isinstance(value, str):
-        # tuple("abc") would quietly become three one-letter words.
-        raise TypeError(f"`{name}` must be a sequence, not a single string: {value!r}.")
-    try:
-        return tuple(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a sequence, got {type(value).__name__}.") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +60,8 @@ class TaggedSentences:
     def __post_init__(self):
         if self.words is None:
             raise TypeError("`words` is required.")
-        words = _sequence(self.words, "words")
-        words = tuple(_sequence(sentence, f"words[{i}]") for i, sentence in enumerate(words))
+        words = as_tuple(self.words, "words")
+        words = tuple(as_tuple(sentence, f"words[{i}]") for i, sentence in enumerate(words))
         for i, sentence in enumerate(words):
             if not sentence:
                 raise ValueError(f"`words[{i}]` is empty; a sentence needs at least one word.")
@@ -86,7 +76,7 @@ class TaggedSentences:
             raise ValueError("`tags` and `tag_names` go together: give both or neither.")
         if self.tag_names is None:
             return
-        names = _sequence(self.tag_names, "tag_names")
+        names = as_tuple(self.tag_names, "tag_names")
         if not names:
             raise ValueError("`tag_names` is empty.")
         for i, name in enumerate(names):
@@ -98,12 +88,12 @@ class TaggedSentences:
             raise ValueError(f"`tag_names` has duplicates: {names}.")
         object.__setattr__(self, "tag_names", names)
 
-        tags = _sequence(self.tags, "tags")
+        tags = as_tuple(self.tags, "tags")
         if len(tags) != len(words):
             raise ValueError(f"{len(words)} sentences but {len(tags)} tags; they must match.")
         checked = []
         for i, (sentence, sentence_tags) in enumerate(zip(words, tags)):
-            sentence_tags = _sequence(sentence_tags, f"tags[{i}]")
+            sentence_tags = as_tuple(sentence_tags, f"tags[{i}]")
             if len(sentence_tags) != len(sentence):
                 raise ValueError(
                     f"`words[{i}]` has {len(sentence)} words but `tags[{i}]` has "
