@@ -118,6 +118,12 @@ def pretraining_dataset(
         drop_remainder,
     )
 
+    if isinstance(examples, PretrainingExamples) and not repeat:
+        # Bucketing hides the batch count; Keras and schedules want it.
+        count = _bucketed_batch_count(examples.lengths(), bucket_lengths, batch_size,
+                                      drop_remainder)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+
     def mask_batch(batch):
         lengths = tf.reduce_sum(batch["padding_mask"], axis=1)
         ids = tf.RaggedTensor.from_tensor(batch["input_ids"], lengths=lengths)

@@ -1,6 +1,14 @@
-"""Pretraining models: an encoder plus masked-LM (and next-sentence) heads."""
+"""Pretraining models: an encoder plus masked-LM (and next-sentence) heads.
+
+They train with `compile()` and `fit()` on the batches of
+`keras_bert_kit.data.pretraining_dataset`, which carry their own targets
+(`masked_ids`, `masked_weights`, `nsp_label`): no `y` is passed. The losses
+and metrics are the pretrainers' own, logged as `mlm_loss`, `mlm_accuracy`,
+`nsp_loss` and `nsp_accuracy` (BERT only), and `loss`, their sum.
+"""
 
 import keras
+import tensorflow as tf
 
 from keras_bert_kit.layers import MaskedLMHead, NextSentenceHead
 from keras_bert_kit.models.bert_encoder import BertEncoder
@@ -10,6 +18,10 @@ from keras_bert_kit.models.inputs import (
     check_input_keys,
     static_sequence_length,
 )
+from keras_bert_kit.optimization import create_optimizer
+
+# The keys of a pretraining batch that are targets, not model inputs.
+TARGET_KEYS = ("masked_ids", "masked_weights", "nsp_label")
 
 
 class _Pretrainer(keras.Model):
@@ -55,6 +67,18 @@ class _Pretrainer(keras.Model):
         self.masked_lm_head = masked_lm_head
         self.next_sentence_head = next_sentence_head
 
+        # === Training: losses and their metrics ===
+        # Averaged over the real predictions only (`masked_weights` is 0 on padding).
+        self._mlm_loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        )
+        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
+        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
+        if next_sentence_head is not None:
+            self._nsp_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
+            self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
+
     def _make_next_sentence_head(self, encoder):
         return None
 
@@ -75,6 +99,107 @@ class _Pretrainer(keras.Model):
             self.name,
         )
         return super().call({**encoder_inputs, **positions}, training=training, mask=mask)
+
+    # -- training -------------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer="auto",
+        learning_rate=1e-4,
+        num_train_steps=None,
+        warmup_steps=0,
+        weight_decay=0.01,
+        clipnorm=1.0,
+        **kwargs,
+    ):
+        """Configures pretraining; the loss is the model's own (MLM + NSP).
+
+        Args:
+            optimizer: "auto" for `create_optimizer` (AdamW, no weight decay
+                on LayerNorm and biases, global-norm clipping): linear
+                warmup over `warmup_steps`, then linear decay to 0 at
+                `num_train_steps`, or a constant rate when that is None.
+                Or any Keras optimizer.
+            learning_rate, num_train_steps, warmup_steps, weight_decay,
+                clipnorm: the "auto" optimizer's settings.
+            **kwargs: passed to `keras.Model.compile` (`jit_compile`,
+                `steps_per_execution`, ...). `loss` and `metrics` are not
+                taken: the pretrainer computes its own.
+        """
+        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} computes its own losses and metrics; "
+                    f"drop `{name}`."
+                )
+            kwargs.pop(name, None)
+        if optimizer == "auto":
+            optimizer = create_optimizer(
+                learning_rate,
+                num_train_steps=num_train_steps or max(warmup_steps, 1),
+                warmup_steps=warmup_steps,
+                decay="linear" if num_train_steps else "constant",
+                weight_decay=weight_decay,
+                clipnorm=clipnorm,
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            config.pop(name, None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _targets(self, x, y):
+        """The target tensors: from `y` when given, else from the batch `x` itself."""
+        source = x if y is None else y
+        if not isinstance(source, dict) or "masked_ids" not in source:
+            raise ValueError(
+                f"{type(self).__name__} trains on batches that carry `masked_ids` and "
+                "`masked_weights` (and `nsp_label` for BERT), as "
+                "keras_bert_kit.data.pretraining_dataset makes them."
+            )
+        targets = {"masked_ids": source["masked_ids"]}
+        targets["masked_weights"] = source.get("masked_weights")
+        if targets["masked_weights"] is None:
+            targets["masked_weights"] = tf.ones_like(source["masked_ids"], tf.float32)
+        if self.next_sentence_head is not None:
+            if "nsp_label" not in source:
+                raise ValueError("BERT pretraining batches need `nsp_label`.")
+            targets["nsp_label"] = source["nsp_label"]
+        return targets
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        targets = self._targets(x, y)
+        # Keras losses scale themselves for the number of replicas; the
+        # trackers log the unscaled value, as Keras' own loss tracker does.
+        # Batches weigh by their size, as in Keras' `loss`, so the logged
+        # epoch means still add up: loss = mlm_loss + nsp_loss.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        batch_size = tf.shape(targets["masked_ids"])[0]
+        mlm = self._mlm_loss(
+            targets["masked_ids"], y_pred["mlm_logits"], sample_weight=targets["masked_weights"]
+        )
+        self.mlm_loss_tracker.update_state(mlm * replicas, sample_weight=batch_size)
+        total = mlm
+        if self.next_sentence_head is not None:
+            nsp = self._nsp_loss(targets["nsp_label"], y_pred["nsp_logits"])
+            self.nsp_loss_tracker.update_state(nsp * replicas, sample_weight=batch_size)
+            total = total + nsp
+        if self.losses:
+            total = total + keras.ops.sum(self.losses)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        targets = self._targets(x, y)
+        self.mlm_accuracy.update_state(
+            targets["masked_ids"], y_pred["mlm_logits"], sample_weight=targets["masked_weights"]
+        )
+        if self.next_sentence_head is not None:
+            self.nsp_accuracy.update_state(targets["nsp_label"], y_pred["nsp_logits"])
+        return self.get_metrics_result()
 
     def get_config(self):
         return {

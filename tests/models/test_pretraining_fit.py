@@ -1,0 +1,133 @@
+"""Pretrainers train with compile()/fit() on pipeline batches: their own losses and metrics."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_bert_kit as kbk
+from tests.conftest import random_inputs, tiny_bert_config, tiny_distilbert_config
+
+
+def batch(config, batch_size=4, seed=0):
+    """A pretraining batch as the pipeline makes it: inputs and targets in one dict."""
+    inputs = random_inputs(config, batch_size=batch_size, num_predictions=3, seed=seed)
+    rng = np.random.default_rng(seed)
+    inputs["masked_ids"] = rng.integers(1, config.vocab_size, (batch_size, 3)).astype("int32")
+    weights = np.ones((batch_size, 3), "float32")
+    weights[1, 2] = 0.0  # a padded prediction slot
+    inputs["masked_weights"] = weights
+    inputs["nsp_label"] = (np.arange(batch_size) % 2).astype("int32")
+    return inputs
+
+
+def test_losses_match_a_hand_computation():
+    config = tiny_bert_config()
+    model = kbk.BertPretrainer(kbk.BertEncoder(config))
+    model.compile()
+    data = batch(config)
+    outputs = model({k: data[k] for k in model.input_names})
+    mlm = keras.losses.sparse_categorical_crossentropy(
+        data["masked_ids"], outputs["mlm_logits"], from_logits=True).numpy()
+    want_mlm = float((mlm * data["masked_weights"]).sum() / data["masked_weights"].sum())
+    want_nsp = float(keras.losses.sparse_categorical_crossentropy(
+        data["nsp_label"], outputs["nsp_logits"], from_logits=True).numpy().mean())
+    got = model.test_on_batch(data, return_dict=True)
+    assert got["mlm_loss"] == pytest.approx(want_mlm, rel=1e-5)
+    assert got["nsp_loss"] == pytest.approx(want_nsp, rel=1e-5)
+    assert got["loss"] == pytest.approx(want_mlm + want_nsp, rel=1e-5)
+    assert set(got) == {"loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
+
+
+def test_fit_on_the_pipeline_learns_and_logs_each_part(news_articles, uncased_tokenizer):
+    from keras_bert_kit.data import MaskedLMMasker, create_pretraining_examples, pretraining_dataset
+
+    examples = create_pretraining_examples(news_articles[:30], uncased_tokenizer,
+                                           max_seq_length=64)
+    masker = MaskedLMMasker.from_tokenizer(uncased_tokenizer, max_predictions_per_seq=10)
+    data = pretraining_dataset(examples, masker, batch_size=16, seed=0)
+    config = kbk.BertConfig(vocab_size=30522, hidden_size=32, num_layers=1, num_heads=2,
+                            intermediate_size=64, max_sequence_length=64)
+    model = kbk.BertPretrainer(kbk.BertEncoder(config))
+    model.compile(learning_rate=2e-3, num_train_steps=3 * int(data.cardinality()),
+                  warmup_steps=5)
+    history = model.fit(data, epochs=3, verbose=0).history
+    assert history["mlm_loss"][-1] < history["mlm_loss"][0] - 1.0
+    for epoch in range(3):
+        assert history["loss"][epoch] == pytest.approx(
+            history["mlm_loss"][epoch] + history["nsp_loss"][epoch], rel=1e-4)
+    assert set(history) == {"loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
+
+
+def test_distilbert_has_no_nsp_and_targets_may_come_as_y():
+    config = tiny_distilbert_config()
+    model = kbk.DistilBertPretrainer(kbk.DistilBertEncoder(config))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    data = batch(config)
+    inputs = {k: data[k] for k in model.input_names}
+    targets = {"masked_ids": data["masked_ids"], "masked_weights": data["masked_weights"]}
+    history = model.fit(inputs, targets, epochs=20, batch_size=4, verbose=0).history
+    assert set(history) == {"loss", "mlm_loss", "mlm_accuracy"}
+    assert history["mlm_loss"][-1] < 0.3 * history["mlm_loss"][0]
+
+
+def test_compile_errors_and_missing_targets():
+    config = tiny_bert_config()
+    model = kbk.BertPretrainer(kbk.BertEncoder(config))
+    with pytest.raises(ValueError, match="computes its own losses"):
+        model.compile(loss="mse")
+    model.compile()
+    data = batch(config)
+    del data["nsp_label"]
+    with pytest.raises(ValueError, match="nsp_label"):
+        model.test_on_batch(data)
+
+
+MIRRORED = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    import keras, numpy as np
+    import keras_bert_kit as kbk
+    sys.path.insert(0, os.getcwd())
+    from tests.models.test_pretraining_fit import batch
+    from tests.conftest import tiny_bert_config
+
+    config = tiny_bert_config(dropout_rate=0.0, attention_dropout_rate=0.0)
+    data = batch(config, batch_size=8)
+    # Equal weights on both replicas: then the mean of the per-replica means
+    # is the global mean, and the update must be the same.
+    data["masked_weights"][:] = 1.0
+    weights = {}
+    for name, strategy in [("one", tf.distribute.get_strategy()),
+                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = kbk.BertPretrainer(kbk.BertEncoder(config))
+            model.compile(optimizer=keras.optimizers.SGD(0.5))
+        dataset = tf.data.Dataset.from_tensors(data).repeat(2)
+        model.fit(dataset, epochs=1, verbose=0)
+        weights[name] = [w.numpy() for w in model.weights]
+        print(name, strategy.num_replicas_in_sync, file=sys.stderr)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["mirrored"]))
+    print(json.dumps({"max_diff": diff}))
+""")
+
+
+def test_mirrored_training_on_two_devices_matches_one_device():
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=600,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mirrored 2" in result.stderr
+    # The same global batch split over 2 replicas gives the same update.
+    assert json.loads(result.stdout.strip().splitlines()[-1])["max_diff"] < 1e-5
