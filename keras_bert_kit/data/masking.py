@@ -35,6 +35,9 @@ class MaskedLMMasker:
         mask_token_rate, random_token_rate: how chosen tokens are replaced; the
             rest (1 - both) stay unchanged.
         continuation_ids: ids of `##` pieces; given, whole words are masked.
+        seed: seeds the selections (None: a fresh random state). Seeded, a
+            pipeline that masks its batches in order masks them the same way
+            on every run, e.g. for a fixed evaluation set.
 
     Build it from a tokenizer with `MaskedLMMasker.from_tokenizer`.
     """
@@ -49,6 +52,7 @@ class MaskedLMMasker:
         mask_token_rate=0.8,
         random_token_rate=0.1,
         continuation_ids=None,
+        seed=None,
     ):
         if not 0.0 < mask_rate <= 1.0:
             raise ValueError(f"`mask_rate` must be in (0, 1]; got {mask_rate!r}.")
@@ -79,7 +83,12 @@ class MaskedLMMasker:
             self._is_continuation = tf.constant(is_continuation)
         # Its state lives outside any dataset iterator, so each epoch draws new
         # selections even under a global seed (stateful ops would replay).
-        self._generator = tf.random.Generator.from_non_deterministic_state()
+        self.seed = seed
+        self._generator = (
+            tf.random.Generator.from_non_deterministic_state()
+            if seed is None
+            else tf.random.Generator.from_seed(seed)
+        )
         self._values_chooser = tf_text.MaskValuesChooser(
             self.vocabulary_size,
             self.mask_token_id,
