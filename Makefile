@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-finetune install clean
+.PHONY: run test bench bench-data bench-finetune bench-pretrain install clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ bench-data: $(STAMP)
 
 bench-finetune: $(STAMP)
 	$(BIN)/python bench/finetune_quality.py
+
+bench-pretrain: $(STAMP)
+	$(BIN)/python bench/pretrain_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
