@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 import keras_bert_kit as kbk
 
+# Long texts are the point here, so hypothesis' "data too large" check does not apply.
 SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.data_too_large])
 TEXT = st.one_of(
     st.text(max_size=300),
     st.binary(max_size=300),  # arbitrary bytes: mostly invalid UTF-8
