@@ -42,7 +42,7 @@ def test_macro_f1_skips_absent_classes():
 
 
 def test_macro_f1_matches_sklearn():
-    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from sklearn import metrics as sklearn_metrics  # a dev requirement
     rng = np.random.default_rng(0)
     for _ in range(20):
         y_true = rng.integers(0, 6, size=rng.integers(1, 40))
@@ -144,12 +144,8 @@ def test_sparse_macro_f1_in_fit_and_evaluate(jit_compile):
 
 # -- sequence labelling --------------------------------------------------------
 
-try:  # the reference implementation; only needed by the comparison tests
-    from seqeval.metrics import sequence_labeling as seqeval
-except ImportError:
-    seqeval = None
-
-needs_seqeval = pytest.mark.skipif(seqeval is None, reason="seqeval is not installed")
+# The reference implementation (a dev requirement).
+from seqeval.metrics import sequence_labeling as seqeval  # noqa: E402
 
 RANDOM_TAGS = [
     "O", "O", "O", "B-PER", "I-PER", "E-PER", "B-LOC", "I-LOC", "S-LOC",
@@ -176,11 +172,9 @@ RANDOM_TAGS = [
 )
 def test_get_entities_hand_cases(tags, expected):
     assert get_entities(tags) == expected
-    if seqeval is not None:
-        assert seqeval.get_entities(list(tags)) == expected
+    assert seqeval.get_entities(list(tags)) == expected
 
 
-@needs_seqeval
 def test_get_entities_odd_tags_like_seqeval():
     # Tags without a standard prefix: seqeval warns but still chunks them.
     cases = [
@@ -196,7 +190,6 @@ def test_get_entities_odd_tags_like_seqeval():
             assert get_entities(tags) == seqeval.get_entities(list(tags)), tags
 
 
-@needs_seqeval
 def test_get_entities_nested_lists_like_seqeval():
     sentences = [["B-PER"], ["I-PER", "I-PER"], [], ["E-ORG", "S-ORG"]]
     assert get_entities(sentences) == seqeval.get_entities(sentences)
@@ -219,7 +212,6 @@ def _perturb(rng, sentences, rate):
     ]
 
 
-@needs_seqeval
 def test_get_entities_random_matches_seqeval():
     rng = np.random.default_rng(3)
     for sentence in _random_sentences(rng, 400):
@@ -228,8 +220,6 @@ def test_get_entities_random_matches_seqeval():
 
 
 def _assert_scores_match_seqeval(true_sequences, pred_sequences):
-    if seqeval is None:
-        return
     scores = entity_scores(true_sequences, pred_sequences)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seqeval's zero-division warnings
@@ -283,7 +273,6 @@ def test_entity_scores_never_join_across_sentences():
     _assert_scores_match_seqeval(y_true, y_pred)
 
 
-@needs_seqeval
 def test_entity_scores_random_match_seqeval():
     rng = np.random.default_rng(4)
     for _ in range(300):
