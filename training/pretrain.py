@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from keras_bert_kit.distribute import is_chief, worker_index
+
 # Every setting, its default and what it means (shown by --help).
 SETTINGS = {
     "model": ("bert_mini", "a preset name, or a mapping of BertConfig/DistilBertConfig fields "
@@ -221,10 +223,23 @@ def make_pretrainer(model_setting, vocab_size, max_seq_length):
     return kbk.DistilBertPretrainer(kbk.DistilBertEncoder(config))
 
 
-def check_xla(model, requested):
-    """Builds the train function and checks that XLA is on when asked for, or says why not."""
+def resolve_xla(requested, strategy):
+    """Whether to compile with XLA: `requested`, unless the strategy cannot run under it."""
     if requested is False:
         return False
+    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+        # XLA compiles no cross-replica collectives for CPU devices (b/194942685).
+        message = ("XLA cannot compile the cross-replica reductions of a multi-replica "
+                   "strategy on CPU devices")
+        if requested is True:
+            raise ValueError(f"{message}; set jit_compile to auto or false.")
+        print(f"Note: {message}; training runs in graph mode.", file=sys.stderr)
+        return False
+    return True
+
+
+def check_xla(model, requested):
+    """Builds the train function and checks that XLA is on when asked for, or says why not."""
     if not model.jit_compile:
         message = ("XLA was requested but Keras turned it off for this model "
                    "(see the warnings above); training runs in graph mode.")
@@ -301,22 +316,27 @@ class ThroughputLogger(keras.callbacks.Callback):
 def run(settings):
     import keras_bert_kit as kbk
 
+    # A multi-worker strategy must exist before any other TensorFlow op runs.
+    strategy = make_strategy(settings["strategy"])
     out = settings["out"]
-    os.makedirs(out, exist_ok=True)
+    # Every worker trains in step; the chief writes the run's outputs, and
+    # the others keep their own checkpoints (to resume) under workers/.
+    chief = is_chief(strategy)
+    work_dir = out if chief else os.path.join(out, "workers", f"worker_{worker_index(strategy)}")
+    os.makedirs(work_dir, exist_ok=True)
     if settings["precision"] != "float32":
         keras.mixed_precision.set_dtype_policy(settings["precision"])
     keras.utils.set_random_seed(settings["seed"])
-    strategy = make_strategy(settings["strategy"])
 
     documents = load_documents(settings["data"])
-    tokenizer = make_tokenizer(settings, documents, out)
+    tokenizer = make_tokenizer(settings, documents, work_dir)
     train, evaluation, train_count, eval_count = make_datasets(
         settings, tokenizer, documents, settings["batch_size"]
     )
     steps_per_epoch = min(settings["checkpoint_every"], settings["steps"])
     epochs = math.ceil(settings["steps"] / steps_per_epoch)
 
-    checkpoints = os.path.join(out, "checkpoints")
+    checkpoints = os.path.join(work_dir, "checkpoints")
     metadata_path = os.path.join(checkpoints, "training_metadata.json")
     done_epochs = done_epochs_from(metadata_path)
     if done_epochs:
@@ -325,6 +345,7 @@ def run(settings):
     # The data stream is deterministic: a resumed run skips what was consumed.
     train = train.skip(done_epochs * steps_per_epoch)
 
+    jit_compile = resolve_xla(settings["jit_compile"], strategy)
     with strategy.scope():
         model = make_pretrainer(settings["model"], tokenizer.vocabulary_size(),
                                 settings["max_seq_length"])
@@ -334,9 +355,9 @@ def run(settings):
             warmup_steps=min(settings["warmup_steps"], settings["steps"]),
             weight_decay=settings["weight_decay"],
             clipnorm=settings["clipnorm"],
-            jit_compile=True if settings["jit_compile"] in ("auto", True) else False,
+            jit_compile=jit_compile,
         )
-    xla = check_xla(model, settings["jit_compile"])
+    xla = jit_compile and check_xla(model, settings["jit_compile"])
     print(f"Pretraining {type(model).__name__} ({model.count_params():,} parameters) on "
           f"{train_count:,} examples ({eval_count:,} held out), {settings['steps']} steps of "
           f"{settings['batch_size']}, {strategy.num_replicas_in_sync} replica(s), "
@@ -346,9 +367,12 @@ def run(settings):
     callbacks = [
         nan_guard,
         SafeBackupAndRestore(checkpoints, save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq=50),
-        ThroughputLogger(os.path.join(out, "logs"), settings["batch_size"]),
     ]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq=50),
+            ThroughputLogger(os.path.join(out, "logs"), settings["batch_size"]),
+        ]
     started = time.perf_counter()
     history = model.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=evaluation, callbacks=callbacks,
@@ -363,6 +387,8 @@ def run(settings):
     seconds = time.perf_counter() - started
 
     scores = model.evaluate(evaluation, return_dict=True, verbose=0)
+    if not chief:
+        return scores
     model.save(os.path.join(out, "pretrainer.keras"))
     model.encoder.save(os.path.join(out, "encoder.keras"))
     tokenizer.save_vocabulary(os.path.join(out, "vocab.txt"))

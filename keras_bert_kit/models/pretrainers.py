@@ -10,6 +10,7 @@ and metrics are the pretrainers' own, logged as `mlm_loss`, `mlm_accuracy`,
 import keras
 import tensorflow as tf
 
+from keras_bert_kit.distribute import MultiWorkerFitMixin
 from keras_bert_kit.layers import MaskedLMHead, NextSentenceHead
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
@@ -24,7 +25,7 @@ from keras_bert_kit.optimization import create_optimizer
 TARGET_KEYS = ("masked_ids", "masked_weights", "nsp_label")
 
 
-class _Pretrainer(keras.Model):
+class _Pretrainer(MultiWorkerFitMixin, keras.Model):
     """Encoder + heads as one functional model with dict inputs and outputs."""
 
     encoder_class = None
@@ -68,10 +69,6 @@ class _Pretrainer(keras.Model):
         self.next_sentence_head = next_sentence_head
 
         # === Training: losses and their metrics ===
-        # Averaged over the real predictions only (`masked_weights` is 0 on padding).
-        self._mlm_loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        )
         self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
         self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
         if next_sentence_head is not None:
@@ -173,15 +170,14 @@ class _Pretrainer(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         targets = self._targets(x, y)
-        # Keras losses scale themselves for the number of replicas; the
-        # trackers log the unscaled value, as Keras' own loss tracker does.
+        # Each replica's loss is its share of the global mean (Keras losses
+        # scale themselves for the number of replicas); the trackers log the
+        # unscaled value, as Keras' own loss tracker does.
         # Batches weigh by their size, as in Keras' `loss`, so the logged
         # epoch means still add up: loss = mlm_loss + nsp_loss.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(targets["masked_ids"])[0]
-        mlm = self._mlm_loss(
-            targets["masked_ids"], y_pred["mlm_logits"], sample_weight=targets["masked_weights"]
-        )
+        mlm = _masked_lm_loss(targets, y_pred["mlm_logits"])
         self.mlm_loss_tracker.update_state(mlm * replicas, sample_weight=batch_size)
         total = mlm
         if self.next_sentence_head is not None:
@@ -213,6 +209,25 @@ class _Pretrainer(keras.Model):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def _masked_lm_loss(targets, logits):
+    """Cross-entropy averaged over the real predictions of the global batch.
+
+    `masked_weights` is 0 on padding predictions. Under a multi-replica
+    strategy the weights are summed over all replicas, so each replica
+    returns its share of the global mean: replicas holding different numbers
+    of real predictions then train exactly as one device would.
+    """
+    losses = keras.losses.sparse_categorical_crossentropy(
+        targets["masked_ids"], logits, from_logits=True
+    )
+    weights = keras.ops.cast(targets["masked_weights"], losses.dtype)
+    total_weight = keras.ops.sum(weights)
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+        total_weight = replica_context.all_reduce("SUM", total_weight)
+    return tf.math.divide_no_nan(keras.ops.sum(losses * weights), total_weight)
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")

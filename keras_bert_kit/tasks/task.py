@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_bert_kit.distribute import MultiWorkerFitMixin
 from keras_bert_kit.optimization import create_optimizer
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -64,7 +65,7 @@ class TextPreprocessor(keras.layers.Layer):
         return cls(**config)
 
 
-class Task(keras.Model):
+class Task(MultiWorkerFitMixin, keras.Model):
     """Base of `SequenceClassifier`, `TokenClassifier` and `SpanExtractor`; not registered.
 
     Subclasses build the functional graph and call `_init_task`; they name

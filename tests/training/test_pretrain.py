@@ -7,11 +7,14 @@ import subprocess
 import sys
 import time
 
+import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 
+from tests.test_distribute import free_ports, start_workers
 from training import pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -117,3 +120,45 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus):
     assert open(weights, "rb").read() == before
     assert json.load(open(os.path.join(out, "checkpoints", "training_metadata.json")))[
         "epoch"] == 1
+
+
+def test_multi_worker_run_of_two_processes_ends_with_identical_weights(tmp_path, corpus):
+    config, out = config_file(tmp_path, corpus, strategy="multi_worker", jit_compile="auto",
+                              steps=4, checkpoint_every=2)
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+
+    def worker(index):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        return ["env", f"TF_CONFIG={tf_config}", *command(config)]
+
+    for code, stderr in start_workers(worker, 2):
+        assert code == 0, stderr[-3000:]
+    # XLA compiles no collectives for CPU devices: "auto" falls back and says so.
+    assert "training runs in graph mode" in stderr
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["replicas"] == 2 and metrics["xla"] is False
+    assert len(metrics["history"]["loss"]) == 2
+    # The chief writes the run's outputs; the other worker only its checkpoints.
+    other = os.path.join(out, "workers", "worker_1")
+    assert os.path.exists(os.path.join(out, "pretrainer.keras"))
+    assert sorted(os.listdir(other)) == ["checkpoints"]
+    weights = [h5py.File(os.path.join(directory, "checkpoints", "latest.weights.h5"))
+               for directory in (out, other)]
+    names = []
+    weights[0].visititems(lambda name, item: names.append(name)
+                          if isinstance(item, h5py.Dataset) else None)
+    assert len(names) > 20
+    for name in names:
+        np.testing.assert_array_equal(weights[0][name][()], weights[1][name][()])
+
+
+def test_xla_with_several_cpu_replicas_is_refused_or_turned_off(capsys):
+    class TwoCpuReplicas:
+        num_replicas_in_sync = 2
+
+    with pytest.raises(ValueError, match="XLA cannot compile"):
+        pretrain.resolve_xla(True, TwoCpuReplicas())
+    assert pretrain.resolve_xla("auto", TwoCpuReplicas()) is False
+    assert "graph mode" in capsys.readouterr().err
+    assert pretrain.resolve_xla("auto", tf.distribute.get_strategy()) is True
+    assert pretrain.resolve_xla(False, tf.distribute.get_strategy()) is False
