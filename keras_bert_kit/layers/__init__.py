@@ -1,6 +1,7 @@
 """Registered Keras layers the encoders and heads are built from."""
 
 from keras_bert_kit.layers.attention import MultiHeadSelfAttention
+from keras_bert_kit.layers.dropout import Dropout
 from keras_bert_kit.layers.embeddings import TransformerEmbeddings
 from keras_bert_kit.layers.fused_dense import FusedDense
 from keras_bert_kit.layers.masked_lm_head import MaskedLMHead
@@ -11,6 +12,7 @@ from keras_bert_kit.layers.transformer_block import TransformerBlock
 
 __all__ = [
     "CLSPooler",
+    "Dropout",
     "FusedDense",
     "MaskedLMHead",
     "MeanPooler",

@@ -5,6 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_bert_kit.layers.dropout import Dropout
 from keras_bert_kit.layers.fused_dense import FusedDense
 
 # Added to the scores of padding keys. It fits in float16 and bfloat16 as well
@@ -23,11 +24,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     whatever the compute dtype, so mixed precision neither overflows nor loses
     the mask.
 
-    Call: `layer(x, padding_mask, training=None)` with `x` `[batch, seq, hidden]`
-    and an int `padding_mask` `[batch, seq]` (1 = real token, 0 = padding). The
-    mask stays an integer tensor so that mixed-precision autocasting never
-    touches it. Returns `(output, probabilities)`; `probabilities` is float32
-    `[batch, heads, seq, seq]`, taken before attention dropout.
+    Call: `layer(x, padding_mask, training=None, query_positions=None)` with
+    `x` `[batch, seq, hidden]` and an int `padding_mask` `[batch, seq]` (1 =
+    real token, 0 = padding). The mask stays an integer tensor so that
+    mixed-precision autocasting never touches it. Returns `(output,
+    probabilities)`; `probabilities` is float32 `[batch, heads, queries, seq]`,
+    taken before attention dropout. Queries are all `seq` positions, or only
+    those in the int `query_positions` `[batch, n]`: the output then has `n`
+    rows, equal to those rows of the full output, at a fraction of the cost.
     """
 
     def __init__(self, num_heads, dropout_rate=0.1, initializer_range=0.02, **kwargs):
@@ -36,7 +40,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
 
-    def build(self, x_shape, padding_mask_shape=None):
+    def build(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
         hidden_size = x_shape[-1]
         if hidden_size % self.num_heads:
             raise ValueError(
@@ -58,16 +62,18 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             name="output_dense",
         )
         self.output_dense.build(x_shape)
-        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+        self.dropout = Dropout(self.dropout_rate, dtype=self.dtype_policy)
 
-    def call(self, x, padding_mask, training=None):
-        batch, seq_len = tf.shape(x)[0], tf.shape(x)[1]
-        qkv = tf.reshape(
-            self.qkv_dense(x), (batch, seq_len, 3, self.num_heads, self.head_size)
-        )
-        # [3, batch, heads, seq, head_size]: q, k and v as batches of matrices.
-        qkv = tf.transpose(qkv, (2, 0, 3, 1, 4))
-        query, key, value = qkv[0], qkv[1], qkv[2]
+    def call(self, x, padding_mask, training=None, query_positions=None):
+        hidden_size = self.num_heads * self.head_size
+        if query_positions is None:
+            query, key, value = self._split_heads(self.qkv_dense(x), 3)
+        else:
+            rows = tf.gather(x, query_positions, batch_dims=1)
+            (query,) = self._split_heads(self.qkv_dense.call_units(rows, 0, hidden_size), 1)
+            key, value = self._split_heads(
+                self.qkv_dense.call_units(x, hidden_size, 3 * hidden_size), 2
+            )
         # Scale and mask in one pass over float32 scores: grappler fuses
         # BatchMatMul -> Mul -> Add into one oneDNN kernel.
         bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * MASK_VALUE
@@ -76,11 +82,23 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         probabilities = tf.nn.softmax(scores, axis=-1)
         weights = self.dropout(tf.cast(probabilities, x.dtype), training=training)
         context = tf.transpose(tf.matmul(weights, value), (0, 2, 1, 3))
-        context = tf.reshape(context, (batch, seq_len, self.num_heads * self.head_size))
+        context = tf.reshape(context, (tf.shape(query)[0], tf.shape(query)[2], hidden_size))
         return self.output_dense(context), probabilities
 
-    def compute_output_shape(self, x_shape, padding_mask_shape=None):
-        return tuple(x_shape), (x_shape[0], self.num_heads, x_shape[1], x_shape[1])
+    def _split_heads(self, projected, parts):
+        """`[batch, len, parts * hidden]` -> `parts` tensors `[batch, heads, len, head_size]`."""
+        shape = tf.shape(projected)
+        split = tf.reshape(
+            projected, (shape[0], shape[1], parts, self.num_heads, self.head_size)
+        )
+        return tf.unstack(tf.transpose(split, (2, 0, 3, 1, 4)), num=parts)
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
+        queries = x_shape[1] if query_positions_shape is None else query_positions_shape[1]
+        return (
+            (x_shape[0], queries, x_shape[2]),
+            (x_shape[0], self.num_heads, queries, x_shape[1]),
+        )
 
     def get_config(self):
         config = super().get_config()

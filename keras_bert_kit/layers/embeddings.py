@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_bert_kit.layers.dropout import Dropout
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class TransformerEmbeddings(keras.layers.Layer):
@@ -64,7 +66,7 @@ class TransformerEmbeddings(keras.layers.Layer):
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
-        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
+        self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")
 
     def build(self, input_ids_shape, segment_ids_shape=None):
         self.token_embedding.build(input_ids_shape)

@@ -39,14 +39,21 @@ class FusedDense(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(self, x):
-        kernel = tf.cast(self.kernel, self.compute_dtype)
-        bias = tf.cast(self.bias, self.compute_dtype)
+        return self._dense(x, self.kernel, self.bias)
+
+    def call_units(self, x, start, stop):
+        """`call` computing only output units `[start, stop)`: a narrower matmul."""
+        return self._dense(x, self.kernel[:, start:stop], self.bias[start:stop])
+
+    def _dense(self, x, kernel, bias):
+        kernel = tf.cast(kernel, self.compute_dtype)
+        bias = tf.cast(bias, self.compute_dtype)
         if x.shape.rank == 2:
             return self._activate(tf.nn.bias_add(tf.matmul(x, kernel), bias))
         leading = tf.shape(x)[:-1]
         flat = tf.reshape(x, (-1, x.shape[-1]))
         y = self._activate(tf.nn.bias_add(tf.matmul(flat, kernel), bias))
-        return tf.reshape(y, tf.concat([leading, [self.units]], axis=0))
+        return tf.reshape(y, tf.concat([leading, [kernel.shape[-1]]], axis=0))
 
     def _activate(self, x):
         return self._activation_fn(x) if self._activation_fn is not None else x

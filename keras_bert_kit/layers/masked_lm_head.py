@@ -24,7 +24,9 @@ class MaskedLMHead(keras.layers.Layer):
 
     Call: `head(sequence_output, masked_positions)` with `[batch, seq, hidden]`
     and int `[batch, num_predictions]` -> float32 logits
-    `[batch, num_predictions, vocab_size]`.
+    `[batch, num_predictions, vocab_size]`. Without `masked_positions`,
+    `sequence_output` is taken as the hidden states at the masked positions
+    already (as `BertEncoder.final_states_at` gives them).
     """
 
     def __init__(
@@ -65,10 +67,12 @@ class MaskedLMHead(keras.layers.Layer):
             name="output_bias", shape=(self.token_embedding.input_dim,), initializer="zeros"
         )
 
-    def call(self, sequence_output, masked_positions):
-        gathered = ops.take_along_axis(
-            sequence_output, ops.cast(masked_positions, "int32")[:, :, None], axis=1
-        )
+    def call(self, sequence_output, masked_positions=None):
+        gathered = sequence_output
+        if masked_positions is not None:
+            gathered = ops.take_along_axis(
+                sequence_output, ops.cast(masked_positions, "int32")[:, :, None], axis=1
+            )
         x = self.layer_norm(self.dense(gathered))
         embeddings = ops.cast(self.token_embedding.embeddings, x.dtype)
         # One 2-D matmul against the transposed table: its gradients are plain
@@ -79,12 +83,17 @@ class MaskedLMHead(keras.layers.Layer):
         logits = ops.reshape(logits, (batch, predictions, ops.shape(embeddings)[0]))
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
-    def compute_output_shape(self, sequence_output_shape, masked_positions_shape):
-        return tuple(masked_positions_shape) + (self.token_embedding.input_dim,)
+    def compute_output_shape(self, sequence_output_shape, masked_positions_shape=None):
+        rows = sequence_output_shape[:2] if masked_positions_shape is None else (
+            masked_positions_shape)
+        return tuple(rows) + (self.token_embedding.input_dim,)
 
-    def compute_output_spec(self, sequence_output, masked_positions):
+    def compute_output_spec(self, sequence_output, masked_positions=None):
         return keras.KerasTensor(
-            self.compute_output_shape(sequence_output.shape, masked_positions.shape),
+            self.compute_output_shape(
+                sequence_output.shape,
+                None if masked_positions is None else masked_positions.shape,
+            ),
             dtype="float32",
         )
 

@@ -1,7 +1,9 @@
 """Post-LayerNorm transformer encoder block (BERT, DistilBERT)."""
 
 import keras
+import tensorflow as tf
 
+from keras_bert_kit.layers.dropout import Dropout
 from keras_bert_kit.layers.fused_dense import FusedDense
 from keras_bert_kit.layers.attention import MultiHeadSelfAttention
 
@@ -19,7 +21,12 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: LayerNorm epsilon.
         initializer_range: stddev of the truncated-normal initialiser.
 
-    Call: `block(x, padding_mask, training=None)` -> `(output, attention_probabilities)`.
+    Call: `block(x, padding_mask, training=None, query_positions=None)` ->
+    `(output, attention_probabilities)`. With an int `query_positions`
+    `[batch, n]`, only those rows are computed (keys and values still see
+    every position): the output is `[batch, n, hidden]`, equal to those rows
+    of the full output. Heads that read a few positions (MLM, NSP) then skip
+    most of the last layer.
     """
 
     def __init__(
@@ -42,7 +49,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
 
-    def build(self, x_shape, padding_mask_shape=None):
+    def build(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
         hidden_size = x_shape[-1]
         initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         policy = self.dtype_policy
@@ -74,17 +81,25 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=self.layer_norm_epsilon, dtype=policy, name="output_layer_norm"
         )
         self.output_layer_norm.build(x_shape)
-        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=policy)
+        self.dropout = Dropout(self.dropout_rate, dtype=policy)
 
-    def call(self, x, padding_mask, training=None):
-        attended, probabilities = self.attention(x, padding_mask, training=training)
+    def call(self, x, padding_mask, training=None, query_positions=None):
+        attended, probabilities = self.attention(
+            x, padding_mask, training=training, query_positions=query_positions
+        )
+        if query_positions is not None:
+            x = tf.gather(x, query_positions, batch_dims=1)
         x = self.attention_layer_norm(x + self.dropout(attended, training=training))
         hidden = self.output_dense(self.intermediate_dense(x))
         x = self.output_layer_norm(x + self.dropout(hidden, training=training))
         return x, probabilities
 
-    def compute_output_shape(self, x_shape, padding_mask_shape=None):
-        return tuple(x_shape), (x_shape[0], self.num_heads, x_shape[1], x_shape[1])
+    def compute_output_shape(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
+        queries = x_shape[1] if query_positions_shape is None else query_positions_shape[1]
+        return (
+            (x_shape[0], queries, x_shape[2]),
+            (x_shape[0], self.num_heads, queries, x_shape[1]),
+        )
 
     def get_config(self):
         config = super().get_config()

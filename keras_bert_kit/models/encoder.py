@@ -7,6 +7,20 @@ from keras_bert_kit.layers import TransformerBlock, TransformerEmbeddings
 from keras_bert_kit.models.inputs import check_id_inputs
 
 
+def _run_layers(embeddings, transformer_layers, inputs, last_layer_positions=None):
+    """Embeddings then every layer: (hidden states, attention probabilities)."""
+    x = embeddings(inputs["input_ids"], inputs.get("segment_ids"))
+    hidden_states, attentions = [x], []
+    for index, layer in enumerate(transformer_layers):
+        last = index == len(transformer_layers) - 1
+        x, probabilities = layer(
+            x, inputs["padding_mask"], query_positions=last_layer_positions if last else None
+        )
+        hidden_states.append(x)
+        attentions.append(probabilities)
+    return hidden_states, attentions
+
+
 class TransformerEncoder(keras.Model):
     """Base of `BertEncoder` and `DistilBertEncoder`; not registered itself.
 
@@ -62,12 +76,8 @@ class TransformerEncoder(keras.Model):
             inputs["segment_ids"] = keras.Input((None,), dtype="int32", name="segment_ids")
         inputs["padding_mask"] = keras.Input((None,), dtype="int32", name="padding_mask")
 
-        x = embeddings(inputs["input_ids"], inputs.get("segment_ids"))
-        hidden_states, attentions = [x], []
-        for layer in transformer_layers:
-            x, probabilities = layer(x, inputs["padding_mask"])
-            hidden_states.append(x)
-            attentions.append(probabilities)
+        hidden_states, attentions = _run_layers(embeddings, transformer_layers, inputs)
+        x = hidden_states[-1]
         outputs = {
             "sequence_output": x,
             "pooled_output": pooler(x) if pooler is not None else x[:, 0, :],
@@ -117,14 +127,30 @@ class TransformerEncoder(keras.Model):
     def input_names(self):
         return list(self._input_limits)
 
-    def call(self, inputs, training=None, mask=None):
-        inputs = check_id_inputs(
+    def check_inputs(self, inputs, owner=None):
+        """The encoder inputs of `inputs`, validated (names, dtypes, shapes, id ranges)."""
+        return check_id_inputs(
             inputs,
             self._input_limits,
-            owner=self.name,
+            owner=owner or self.name,
             max_sequence_length=self.config.max_sequence_length,
         )
-        return super().call(inputs, training=training, mask=mask)
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(self.check_inputs(inputs), training=training, mask=mask)
+
+    def final_states_at(self, inputs, positions):
+        """The last layer's output at `positions` only: `[batch, n, hidden]`.
+
+        For heads that read a few positions ([CLS], masked tokens): the last
+        layer computes just those rows, while its keys and values still see
+        every token, so the rows equal those of `sequence_output`. Used to
+        build a task's functional graph over this encoder's layers.
+        """
+        hidden_states, _ = _run_layers(
+            self.embeddings, self.transformer_layers, inputs, last_layer_positions=positions
+        )
+        return hidden_states[-1]
 
     def get_config(self):
         return {

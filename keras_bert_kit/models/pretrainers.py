@@ -54,12 +54,19 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
             name: keras.Input((None,), dtype="int32", name=name) for name in encoder.input_names
         }
         inputs["masked_positions"] = keras.Input((None,), dtype="int32", name="masked_positions")
-        encoded = encoder({name: inputs[name] for name in encoder.input_names})
-        outputs = {
-            "mlm_logits": masked_lm_head(encoded["sequence_output"], inputs["masked_positions"])
-        }
+        # The heads read [CLS] and the masked positions only, so the last
+        # layer computes just those rows: a quarter less encoder work for 4
+        # layers, with the same outputs and gradients.
+        masked_positions = inputs["masked_positions"]
+        rows = keras.ops.concatenate(
+            [keras.ops.zeros_like(masked_positions[:, :1]), masked_positions], axis=1
+        )
+        states = encoder.final_states_at(
+            {name: inputs[name] for name in encoder.input_names}, rows
+        )
+        outputs = {"mlm_logits": masked_lm_head(states[:, 1:])}
         if next_sentence_head is not None:
-            outputs["nsp_logits"] = next_sentence_head(encoded["pooled_output"])
+            outputs["nsp_logits"] = next_sentence_head(encoder.pooler(states))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._input_names = list(inputs)
 
@@ -87,9 +94,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         # Checked here, not only in the encoder: the functional graph would
         # silently cast float ids to its int32 inputs before the encoder runs.
         check_input_keys(inputs, self.input_names, self.name)
-        encoder_inputs = check_id_inputs(
-            inputs, dict.fromkeys(self.encoder.input_names), self.name
-        )
+        encoder_inputs = self.encoder.check_inputs(inputs, owner=self.name)
         positions = check_id_inputs(
             inputs,
             {"masked_positions": static_sequence_length(encoder_inputs["input_ids"])},

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
+from keras_bert_kit.layers import Dropout
 from keras_bert_kit.optimization import create_optimizer
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -86,7 +87,7 @@ class Task(MultiWorkerFitMixin, keras.Model):
         float32 under mixed precision.
         """
         return (
-            keras.layers.Dropout(dropout, dtype=encoder.dtype_policy, name="dropout"),
+            Dropout(dropout, dtype=encoder.dtype_policy, name="dropout"),
             keras.layers.Dense(
                 units,
                 kernel_initializer=keras.initializers.TruncatedNormal(

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bert_kit as kbk
-from tests.conftest import encoder_inputs, random_inputs
+from tests.conftest import encoder_inputs, random_inputs, randomize_weights
 
 
 def test_output_shapes(architecture):
@@ -32,6 +32,24 @@ def test_masked_lm_head_is_tied_and_gathers(architecture):
     full = hidden @ encoder.token_embedding.embeddings.numpy().T + head.output_bias.numpy()
     picked = np.take_along_axis(full, inputs["masked_positions"][:, :, None], axis=1)
     np.testing.assert_allclose(logits, picked, atol=1e-4)
+
+
+def test_heads_see_what_the_full_encoder_computes(architecture):
+    # The pretrainer's last layer computes only [CLS] and the masked rows.
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    randomize_weights(pretrainer)
+    inputs = random_inputs(config, batch_size=4, seq_len=16, num_predictions=5)
+    encoded = pretrainer.encoder(encoder_inputs(inputs))
+    outputs = pretrainer(inputs)
+    head = pretrainer.masked_lm_head
+    np.testing.assert_allclose(
+        outputs["mlm_logits"], head(encoded["sequence_output"], inputs["masked_positions"]),
+        atol=1e-4)
+    if pretrainer.next_sentence_head is not None:
+        np.testing.assert_allclose(
+            outputs["nsp_logits"], pretrainer.next_sentence_head(encoded["pooled_output"]),
+            atol=1e-5)
 
 
 def test_tied_embedding_gets_gradients_from_both_uses(architecture):
