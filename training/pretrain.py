@@ -181,14 +181,15 @@ def make_datasets(settings, tokenizer, documents, global_batch_size):
     train = pretraining_dataset(train_examples, masker, batch_size=global_batch_size,
                                 bucket_lengths=buckets, repeat=True, drop_remainder=True,
                                 seed=settings["seed"])
-    # Evaluation masks with its own seed, the same on every run.
+    # Evaluation masks with its own seed, and is cached so that every pass
+    # (each epoch's validation and the final scores) sees the same masks.
     eval_masker = MaskedLMMasker.from_tokenizer(
         tokenizer, mask_rate=settings["mask_rate"],
         max_predictions_per_seq=settings["max_predictions_per_seq"], seed=1234,
     )
     evaluation = pretraining_dataset(eval_examples, eval_masker, batch_size=global_batch_size,
                                      bucket_lengths=buckets, shuffle_buffer_size=0,
-                                     drop_remainder=buckets is not None)
+                                     drop_remainder=buckets is not None).cache()
     return train, evaluation, len(train_examples), len(eval_examples)
 
 

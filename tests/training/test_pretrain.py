@@ -92,6 +92,9 @@ def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
     assert metrics["xla"] is True and metrics["replicas"] == 1
     assert {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"} <= set(metrics["eval"])
     assert len(metrics["history"]["loss"]) == 2  # 6 steps, a checkpoint every 3
+    # The held-out masks are fixed: the last validation is the final evaluation.
+    assert metrics["history"]["val_nsp_accuracy"][-1] == metrics["eval"]["nsp_accuracy"]
+    assert metrics["history"]["val_mlm_loss"][-1] == pytest.approx(metrics["eval"]["mlm_loss"])
     for name in ("pretrainer.keras", "encoder.keras", "vocab.txt", "curves.png"):
         assert os.path.exists(os.path.join(out, name))
     assert os.listdir(os.path.join(out, "logs", "train"))
