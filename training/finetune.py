@@ -142,15 +142,12 @@ def resolve_init(init, vocab, cased):
         return encoder, tokenizer
     if init in kbk.PRESETS:
         print(f"Note: {init} is a preset: training starts from random weights.", file=sys.stderr)
-        config = kbk.config_from_preset(init)
-        encoder_class = kbk.BertEncoder if isinstance(config, kbk.BertConfig) else (
-            kbk.DistilBertEncoder
-        )
+        encoder = kbk.models.encoder_from_config(kbk.config_from_preset(init))
         if not vocab:
             from keras_bert_kit.assets import bert_uncased_vocab_path
 
             vocab = bert_uncased_vocab_path()
-        return encoder_class(config), tokenizer_from(vocab)
+        return encoder, tokenizer_from(vocab)
     raise ValueError(
         f"--init {init!r} is neither a directory (Hugging Face model), a .keras file nor a "
         f"preset ({', '.join(sorted(kbk.PRESETS))})."

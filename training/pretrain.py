@@ -229,9 +229,9 @@ def make_pretrainer(model_setting, vocab_size, max_seq_length):
     if max_seq_length > config.max_sequence_length:
         raise ValueError(f"max_seq_length {max_seq_length} exceeds the model's "
                          f"{config.max_sequence_length} positions.")
-    if isinstance(config, kbk.BertConfig):
-        return kbk.BertPretrainer(kbk.BertEncoder(config))
-    return kbk.DistilBertPretrainer(kbk.DistilBertEncoder(config))
+    from keras_bert_kit.models import encoder_from_config, pretrainer_for
+
+    return pretrainer_for(encoder_from_config(config))
 
 
 def resolve_xla(requested, strategy):

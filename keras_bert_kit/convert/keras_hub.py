@@ -30,7 +30,7 @@ from keras_bert_kit.convert.weights import (
     load_links,
     to_numpy,
 )
-from keras_bert_kit.models import BertEncoder, DistilBertEncoder
+from keras_bert_kit.models import BertEncoder, DistilBertEncoder, encoder_from_config
 
 
 def _architecture(backbone):
@@ -199,8 +199,7 @@ def from_keras_hub(backbone, dtype=None):
     ```
     """
     config = config_from_keras_hub(backbone)
-    encoder_class = BertEncoder if isinstance(config, BertConfig) else DistilBertEncoder
-    encoder = encoder_class(config, dtype=dtype)
+    encoder = encoder_from_config(config, dtype=dtype)
     load_keras_hub_weights(encoder, backbone)
     return encoder
 

@@ -15,6 +15,15 @@ from keras_bert_kit.layers.fused_dense import FusedDense
 MASK_VALUE = -30000.0
 
 
+def self_attention_output_shapes(x_shape, num_heads, query_positions_shape=None):
+    """Shapes of (output, probabilities) of self-attention over `x_shape` inputs."""
+    queries = x_shape[1] if query_positions_shape is None else query_positions_shape[1]
+    return (
+        (x_shape[0], queries, x_shape[2]),
+        (x_shape[0], num_heads, queries, x_shape[1]),
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class MultiHeadSelfAttention(keras.layers.Layer):
     """Scaled dot-product self-attention over `num_heads` heads.
@@ -94,11 +103,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return tf.unstack(tf.transpose(split, (2, 0, 3, 1, 4)), num=parts)
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
-        queries = x_shape[1] if query_positions_shape is None else query_positions_shape[1]
-        return (
-            (x_shape[0], queries, x_shape[2]),
-            (x_shape[0], self.num_heads, queries, x_shape[1]),
-        )
+        return self_attention_output_shapes(x_shape, self.num_heads, query_positions_shape)
 
     def get_config(self):
         config = super().get_config()

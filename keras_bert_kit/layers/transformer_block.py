@@ -5,7 +5,10 @@ import tensorflow as tf
 
 from keras_bert_kit.layers.dropout import Dropout
 from keras_bert_kit.layers.fused_dense import FusedDense
-from keras_bert_kit.layers.attention import MultiHeadSelfAttention
+from keras_bert_kit.layers.attention import (
+    MultiHeadSelfAttention,
+    self_attention_output_shapes,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -95,11 +98,7 @@ class TransformerBlock(keras.layers.Layer):
         return x, probabilities
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
-        queries = x_shape[1] if query_positions_shape is None else query_positions_shape[1]
-        return (
-            (x_shape[0], queries, x_shape[2]),
-            (x_shape[0], self.num_heads, queries, x_shape[1]),
-        )
+        return self_attention_output_shapes(x_shape, self.num_heads, query_positions_shape)
 
     def get_config(self):
         config = super().get_config()

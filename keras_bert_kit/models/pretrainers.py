@@ -263,3 +263,11 @@ class DistilBertPretrainer(_Pretrainer):
     """
 
     encoder_class = DistilBertEncoder
+
+
+def pretrainer_for(encoder, **kwargs):
+    """The pretrainer of `encoder`'s architecture: BERT's or DistilBERT's."""
+    for pretrainer_class in (BertPretrainer, DistilBertPretrainer):
+        if type(encoder) is pretrainer_class.encoder_class:
+            return pretrainer_class(encoder, **kwargs)
+    raise ValueError(f"No pretrainer for a {type(encoder).__name__}.")

@@ -115,3 +115,14 @@ def test_pretrainer_trains_a_step(architecture):
     history = pretrainer.fit(inputs, targets, epochs=30, verbose=0)
     # Memorising four examples: the loss falls far below chance (log 300 = 5.7).
     assert history.history["loss"][-1] < 0.3 * history.history["loss"][0]
+
+
+def test_encoder_and_pretrainer_follow_the_config(architecture):
+    from keras_bert_kit.models import encoder_from_config, pretrainer_for
+
+    config, encoder_class, pretrainer_class = architecture
+    encoder = encoder_from_config(config)
+    assert type(encoder) is encoder_class
+    assert type(pretrainer_for(encoder)) is pretrainer_class
+    with pytest.raises(ValueError, match="No encoder"):
+        encoder_from_config(config.to_dict())
