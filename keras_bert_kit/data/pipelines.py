@@ -65,7 +65,7 @@ def pretraining_dataset(
     batch_size: int = 32,
     max_seq_length: int | None = None,
     bucket_lengths=None,
-    shuffle_buffer_size: int = 10_000,
+    shuffle_buffer_size: int | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
     seed: int | None = None,
@@ -81,7 +81,9 @@ def pretraining_dataset(
             else 128. A longer example stops the pipeline with an error.
         bucket_lengths: the lengths batches are padded to; default powers of
             two from 32 up to `max_seq_length`.
-        shuffle_buffer_size: 0 keeps the order.
+        shuffle_buffer_size: 0 keeps the order. None: every example for
+            `PretrainingExamples` (a full shuffle, like BERT's
+            `create_pretraining_data`), 10,000 for a dataset or TFRecords.
         repeat: loop forever (for `steps_per_epoch`).
 
     Elements are dicts: `input_ids`, `segment_ids`, `padding_mask` (int32
@@ -90,6 +92,11 @@ def pretraining_dataset(
     (int32 `[batch]`).
     """
     _check_batch_size(batch_size)
+    if shuffle_buffer_size is None:
+        # Examples are made document by document: a window smaller than the
+        # whole set would feed each stretch of training from a few documents.
+        in_memory = isinstance(examples, PretrainingExamples)
+        shuffle_buffer_size = max(len(examples), 1) if in_memory else 10_000
     if isinstance(examples, PretrainingExamples):
         if max_seq_length is None:
             max_seq_length = int(examples.lengths().max(initial=1))

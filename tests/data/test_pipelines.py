@@ -161,6 +161,21 @@ def test_shuffle_keeps_the_examples(small_examples, masker):
                                                           for b in shuffled]
 
 
+def test_in_memory_examples_are_shuffled_as_a_whole(masker):
+    # Examples come document by document; a 10,000-example window would feed
+    # the first batches from the first documents only.
+    count, length = 20_000, 8
+    ids = np.tile(np.array([101, 2000, 2001, 102, 2002, 2003, 2004, 102], np.int32), count)
+    segments = np.tile(np.array([0, 0, 0, 0, 1, 1, 1, 1], np.int32), count)
+    examples = kbk.data.PretrainingExamples(
+        input_ids=ids, segment_ids=segments,
+        row_splits=np.arange(0, count * length + 1, length, dtype=np.int64),
+        nsp_labels=np.arange(count, dtype=np.int32),  # the label marks the position
+    )
+    first = next(iter(pretraining_dataset(examples, masker, batch_size=64, seed=0)))
+    assert np.asarray(first["nsp_label"]).max() > 10_100
+
+
 def test_from_a_dataset_of_examples(small_examples, masker):
     dataset = pretraining_dataset(small_examples.to_dataset(), masker, batch_size=64)
     assert _batches_multiset(map(_numpy, dataset)) == _examples_multiset(small_examples)
