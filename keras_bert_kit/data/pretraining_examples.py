@@ -6,8 +6,12 @@ A and B, and half the time B is replaced by text from another document. Two
 changes keep the labels balanced at 50/50 (the original drifts towards
 "random", since a single-segment chunk could only become a random pair): the
 label is drawn first, and a chunk of one long segment that must become an
-actual-next pair is cut in two at a word boundary, so B is still the text that
-follows A. Labels follow `NextSentenceHead`: 0 = B follows A, 1 = B is random.
+actual-next pair takes the document's next segment as B (the last segment is
+paired with the one before it, which is then used twice). Both sides are then
+truncated by the same rule as every other pair. (Cutting the long segment in
+two instead, as this module once did, gave actual-next pairs a tell: B began
+mid-sentence only when it followed A. A bert_mini learnt that cue, not
+coherence.) Labels follow `NextSentenceHead`: 0 = B follows A, 1 = B is random.
 
 Masking is not done here: it is redone every epoch by the input pipeline
 (`MaskedLMMasker`), so these examples can be created, or written to TFRecords,
@@ -168,8 +172,6 @@ def create_pretraining_examples(
 
 class _ExampleBuilder:
     def __init__(self, tokenizer, documents, max_seq_length, short_seq_prob, seed):
-        vocabulary = tokenizer.get_vocabulary()
-        self.is_continuation = np.array([t.startswith("##") for t in vocabulary])
         self.cls = np.array([tokenizer.cls_token_id], np.int32)
         self.sep = np.array([tokenizer.sep_token_id], np.int32)
         self.documents = documents
@@ -196,12 +198,6 @@ class _ExampleBuilder:
                 break
         return np.concatenate(pieces)
 
-    def _split_in_two(self, tokens):
-        """Cuts one segment into A and B, at a word start where there is one."""
-        starts = np.flatnonzero(~self.is_continuation[tokens[1:]]) + 1
-        cut = self.rng.choice(starts) if len(starts) else self.rng.randrange(1, len(tokens))
-        return tokens[:cut], tokens[cut:]
-
     def add_document(self, index):
         document = self.documents[index]
         target = self._target_length()
@@ -211,18 +207,24 @@ class _ExampleBuilder:
             chunk_length += len(document[i])
             if i == len(document) - 1 or chunk_length >= target:
                 is_random = self.rng.random() < 0.5
-                if len(chunk) == 1 and len(chunk[0]) < 2:
-                    is_random = True  # a single token cannot be split into A and B
+                if len(chunk) == 1 and not is_random:
+                    # One segment: pair it with the one after it, or at the end
+                    # of the document with the one before it (used twice).
+                    if i < len(document) - 1:
+                        i += 1
+                        chunk.append(document[i])
+                    elif i > 0:
+                        chunk.insert(0, document[i - 1])
+                    else:
+                        is_random = True  # a one-segment document has no next pair
                 a_end = self.rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
                 if is_random:
                     a = np.concatenate(chunk[:a_end])
                     b = self._random_segment(index, max(1, target - len(a)))
                     # The unused rest of the chunk starts the next one.
                     i -= len(chunk) - a_end
-                elif len(chunk) >= 2:
-                    a, b = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
                 else:
-                    a, b = self._split_in_two(chunk[0])
+                    a, b = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
                 self._add(*self._truncate(a, b), RANDOM if is_random else NEXT)
                 chunk, chunk_length = [], 0
                 target = self._target_length()
