@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_bert_kit.layers import training_kernels
+
 
 def gelu(x):
     """Exact GELU, x * Phi(x) with the erf form: original BERT and Hugging Face."""
@@ -21,7 +23,15 @@ _ACTIVATIONS = {
 }
 
 
-def get_activation(name):
+# The same functions as fused XLA kernels with hand-written gradients, for
+# training steps outside XLA (see `training_kernels`).
+_TRAINING_KERNELS = {"gelu": training_kernels.gelu}
+
+
+def get_activation(name, training=False):
+    """The activation called `name`; with `training`, its training kernel where one exists."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; supported: {sorted(_ACTIVATIONS)}.")
+    if training and keras.backend.backend() == "tensorflow":
+        return _TRAINING_KERNELS.get(name, _ACTIVATIONS[name])
     return _ACTIVATIONS[name]

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_bert_kit.layers.dropout import Dropout
+from keras_bert_kit.layers.layer_norm import LayerNormalization
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -63,7 +64,7 @@ class TransformerEmbeddings(keras.layers.Layer):
             if type_vocab_size
             else None
         )
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm"
         )
         self.dropout = Dropout(dropout_rate, dtype=self.dtype_policy, name="dropout")

@@ -30,7 +30,8 @@ class FusedDense(keras.layers.Layer):
         self.units = units
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self._activation_fn = get_activation(activation) if activation else None
+        if activation:
+            get_activation(activation)  # an unknown name fails here, not at the first call
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -38,25 +39,29 @@ class FusedDense(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
-    def call(self, x):
-        return self._dense(x, self.kernel, self.bias)
+    def call(self, x, training=None):
+        return self._dense(x, self.kernel, self.bias, training)
 
     def call_units(self, x, start, stop):
         """`call` computing only output units `[start, stop)`: a narrower matmul."""
         return self._dense(x, self.kernel[:, start:stop], self.bias[start:stop])
 
-    def _dense(self, x, kernel, bias):
+    def _dense(self, x, kernel, bias, training=None):
         kernel = tf.cast(kernel, self.compute_dtype)
         bias = tf.cast(bias, self.compute_dtype)
         if x.shape.rank == 2:
-            return self._activate(tf.nn.bias_add(tf.matmul(x, kernel), bias))
+            return self._activate(tf.nn.bias_add(tf.matmul(x, kernel), bias), training)
         leading = tf.shape(x)[:-1]
         flat = tf.reshape(x, (-1, x.shape[-1]))
-        y = self._activate(tf.nn.bias_add(tf.matmul(flat, kernel), bias))
+        y = self._activate(tf.nn.bias_add(tf.matmul(flat, kernel), bias), training)
         return tf.reshape(y, tf.concat([leading, [kernel.shape[-1]]], axis=0))
 
-    def _activate(self, x):
-        return self._activation_fn(x) if self._activation_fn is not None else x
+    def _activate(self, x, training):
+        # In training the activation may be a fused XLA kernel (`training_kernels`);
+        # at inference the plain one lets TensorFlow fuse it into the matmul.
+        if not self.activation:
+            return x
+        return get_activation(self.activation, training=bool(training))(x)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.layers.dropout import Dropout
+from keras_bert_kit.layers.layer_norm import LayerNormalization
 from keras_bert_kit.layers.fused_dense import FusedDense
 from keras_bert_kit.layers.attention import (
     MultiHeadSelfAttention,
@@ -64,7 +65,7 @@ class TransformerBlock(keras.layers.Layer):
             name="attention",
         )
         self.attention.build(x_shape)
-        self.attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_layer_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_layer_norm"
         )
         self.attention_layer_norm.build(x_shape)
@@ -80,7 +81,7 @@ class TransformerBlock(keras.layers.Layer):
             hidden_size, kernel_initializer=initializer, dtype=policy, name="output_dense"
         )
         self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
-        self.output_layer_norm = keras.layers.LayerNormalization(
+        self.output_layer_norm = LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=policy, name="output_layer_norm"
         )
         self.output_layer_norm.build(x_shape)

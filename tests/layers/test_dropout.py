@@ -36,14 +36,22 @@ def test_mixed_precision_keeps_the_dtype():
     assert out.dtype == tf.bfloat16
 
 
-def test_gradient_is_the_mask_times_the_scale():
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_gradient_is_the_same_mask_times_the_scale(mode):
+    # The backward pass draws the mask again from the seed: it must be the same one.
     layer = Dropout(0.5, seed=0)
-    x = tf.ones((64, 64))
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=True)
-    gradient = tape.gradient(y, x).numpy()
-    np.testing.assert_array_equal(gradient, y.numpy())  # x is ones: y = mask * 2
+
+    def forward_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        return y, tape.gradient(y, x, output_gradients=tf.fill(tf.shape(x), 3.0))
+
+    if mode != "eager":
+        forward_and_gradient = tf.function(forward_and_gradient, jit_compile=mode == "xla")
+    y, gradient = forward_and_gradient(tf.ones((64, 64)))
+    np.testing.assert_array_equal(gradient.numpy(), 3.0 * y.numpy())  # x is ones: y = mask * 2
+    assert 0.4 < (y.numpy() == 0).mean() < 0.6
 
 
 def test_bad_rate_and_config_round_trip():
