@@ -48,7 +48,11 @@ SETTINGS = {
     "steps": (2000, "optimizer steps"),
     "batch_size": (32, "examples per step (global, over all replicas)"),
     "learning_rate": (1e-3, "peak learning rate"),
-    "warmup_steps": (100, "steps of linear warmup; then linear decay to 0 at `steps`"),
+    "warmup_steps": (100, "steps of linear warmup from 0 to `learning_rate`"),
+    "decay": ("linear", "after warmup: 'linear' or 'polynomial' (with `power`) decay to "
+                        "`end_learning_rate` at `steps`, or 'constant'"),
+    "end_learning_rate": (0.0, "the learning rate reached at `steps`"),
+    "power": (1.0, "exponent of the polynomial decay"),
     "weight_decay": (0.01, "AdamW weight decay (not on LayerNorm and biases)"),
     "clipnorm": (1.0, "global gradient-norm clipping (null: none)"),
     "strategy": ("default", "'default' (one device), 'mirrored' (all local devices) or "
@@ -127,6 +131,14 @@ def _check_settings(s):
                          f"{s['precision']!r}.")
     if s["jit_compile"] not in ("auto", True, False):
         raise ValueError(f"`jit_compile` must be auto, true or false; got {s['jit_compile']!r}.")
+    # The schedule checks the learning-rate settings before any work. (Not the
+    # optimizer: its variables would start TensorFlow before a multi-worker
+    # strategy can configure the collectives.)
+    from keras_bert_kit.optimization import WarmupDecay
+
+    WarmupDecay(s["learning_rate"], decay_steps=s["steps"],
+                warmup_steps=min(s["warmup_steps"], s["steps"]), decay=s["decay"],
+                end_learning_rate=s["end_learning_rate"], power=s["power"])
 
 
 # -- data -----------------------------------------------------------------------------
@@ -232,6 +244,21 @@ def make_pretrainer(model_setting, vocab_size, max_seq_length):
     from keras_bert_kit.models import encoder_from_config, pretrainer_for
 
     return pretrainer_for(encoder_from_config(config))
+
+
+def make_optimizer(settings):
+    import keras_bert_kit as kbk
+
+    return kbk.create_optimizer(
+        settings["learning_rate"],
+        num_train_steps=settings["steps"],
+        warmup_steps=min(settings["warmup_steps"], settings["steps"]),
+        decay=settings["decay"],
+        end_learning_rate=settings["end_learning_rate"],
+        power=settings["power"],
+        weight_decay=settings["weight_decay"],
+        clipnorm=settings["clipnorm"],
+    )
 
 
 def resolve_xla(requested, strategy):
@@ -360,14 +387,7 @@ def run(settings):
     with strategy.scope():
         model = make_pretrainer(settings["model"], tokenizer.vocabulary_size(),
                                 settings["max_seq_length"])
-        model.compile(
-            learning_rate=settings["learning_rate"],
-            num_train_steps=settings["steps"],
-            warmup_steps=min(settings["warmup_steps"], settings["steps"]),
-            weight_decay=settings["weight_decay"],
-            clipnorm=settings["clipnorm"],
-            jit_compile=jit_compile,
-        )
+        model.compile(optimizer=make_optimizer(settings), jit_compile=jit_compile)
     xla = jit_compile and check_xla(model, settings["jit_compile"])
     print(f"Pretraining {type(model).__name__} ({model.count_params():,} parameters) on "
           f"{train_count:,} examples ({eval_count:,} held out), {settings['steps']} steps of "

@@ -14,6 +14,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
+import keras_bert_kit as kbk
+
 from tests.test_distribute import free_ports, start_workers
 from training import pretrain
 
@@ -70,6 +72,25 @@ def test_settings_errors(tmp_path, corpus):
         pretrain.parse_args(["--config", config, "--mask-rate", "0"])
     assert pretrain.parse_args(["--config", config, "--steps", "9"])["steps"] == 9
     assert pretrain.parse_args(["--config", config, "--mask-rate", "0.4"])["mask_rate"] == 0.4
+
+
+def test_schedule_settings_reach_the_optimizer(tmp_path, corpus):
+    config, _ = config_file(tmp_path, corpus)
+    settings = pretrain.parse_args(["--config", config, "--decay", "polynomial", "--power",
+                                    "2", "--end-learning-rate", "1e-4", "--steps", "102"])
+    optimizer = pretrain.make_optimizer(settings)
+    schedule = optimizer._learning_rate
+    assert (schedule.decay, schedule.power, schedule.end_learning_rate) == ("polynomial", 2.0,
+                                                                            1e-4)
+    # Halfway through the decay: end + (peak - end) * 0.5 ** 2.
+    assert float(schedule(52)) == pytest.approx(1e-4 + (2e-3 - 1e-4) * 0.25, rel=1e-5)
+    assert isinstance(optimizer, kbk.optimization.AdamW)
+    constant = pretrain.make_optimizer(pretrain.parse_args(["--config", config, "--decay",
+                                                            "constant"]))
+    assert float(constant._learning_rate(5)) == pytest.approx(2e-3)
+    for bad in (["--decay", "cosine"], ["--end-learning-rate", "0.01"]):
+        with pytest.raises(SystemExit):
+            pretrain.parse_args(["--config", config, *bad])
 
 
 def test_model_setting_forms():
