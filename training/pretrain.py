@@ -136,9 +136,9 @@ def _check_settings(s):
     # strategy can configure the collectives.)
     from keras_bert_kit.optimization import WarmupDecay
 
-    WarmupDecay(s["learning_rate"], decay_steps=s["steps"],
-                warmup_steps=min(s["warmup_steps"], s["steps"]), decay=s["decay"],
-                end_learning_rate=s["end_learning_rate"], power=s["power"])
+    schedule = _schedule_arguments(s)
+    WarmupDecay(schedule.pop("learning_rate"), decay_steps=schedule.pop("num_train_steps"),
+                **schedule)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -246,19 +246,24 @@ def make_pretrainer(model_setting, vocab_size, max_seq_length):
     return pretrainer_for(encoder_from_config(config))
 
 
-def make_optimizer(settings):
-    import keras_bert_kit as kbk
-
-    return kbk.create_optimizer(
-        settings["learning_rate"],
+def _schedule_arguments(settings):
+    """`create_optimizer`'s learning-rate schedule arguments from the settings."""
+    return dict(
+        learning_rate=settings["learning_rate"],
         num_train_steps=settings["steps"],
         warmup_steps=min(settings["warmup_steps"], settings["steps"]),
         decay=settings["decay"],
         end_learning_rate=settings["end_learning_rate"],
         power=settings["power"],
-        weight_decay=settings["weight_decay"],
-        clipnorm=settings["clipnorm"],
     )
+
+
+def make_optimizer(settings):
+    import keras_bert_kit as kbk
+
+    return kbk.create_optimizer(**_schedule_arguments(settings),
+                                weight_decay=settings["weight_decay"],
+                                clipnorm=settings["clipnorm"])
 
 
 def resolve_xla(requested, strategy):

@@ -32,6 +32,6 @@ def get_activation(name, training=False):
     """The activation called `name`; with `training`, its training kernel where one exists."""
     if name not in _ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; supported: {sorted(_ACTIVATIONS)}.")
-    if training and keras.backend.backend() == "tensorflow":
+    if training:
         return _TRAINING_KERNELS.get(name, _ACTIVATIONS[name])
     return _ACTIVATIONS[name]

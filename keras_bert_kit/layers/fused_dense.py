@@ -30,8 +30,12 @@ class FusedDense(keras.layers.Layer):
         self.units = units
         self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        if activation:
-            get_activation(activation)  # an unknown name fails here, not at the first call
+        # In training the activation may be a fused XLA kernel (`training_kernels`);
+        # at inference the plain one lets TensorFlow fuse it into the matmul.
+        self._activations = (
+            (get_activation(activation), get_activation(activation, training=True))
+            if activation else None
+        )
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
@@ -57,11 +61,9 @@ class FusedDense(keras.layers.Layer):
         return tf.reshape(y, tf.concat([leading, [kernel.shape[-1]]], axis=0))
 
     def _activate(self, x, training):
-        # In training the activation may be a fused XLA kernel (`training_kernels`);
-        # at inference the plain one lets TensorFlow fuse it into the matmul.
-        if not self.activation:
+        if self._activations is None:
             return x
-        return get_activation(self.activation, training=bool(training))(x)
+        return self._activations[bool(training)](x)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -30,8 +30,7 @@ class LayerNormalization(keras.layers.LayerNormalization):
     def _uses_training_kernel(self, inputs):
         rank = len(inputs.shape)
         return (
-            keras.backend.backend() == "tensorflow"
-            and self.axis in ([rank - 1], [-1])
+            self.axis in ([rank - 1], [-1])
             and self.center
             and self.scale
             and not self.rms_scaling

@@ -1,8 +1,8 @@
 """Element-wise training kernels: XLA-compiled forward and backward passes.
 
-Outside XLA, TensorFlow runs exact GELU and LayerNorm as chains of
-element-wise ops, forward and (by autodiff) backward, each a pass over the
-activations. These kernels give each its hand-written gradient and compile
+Outside XLA, TensorFlow runs exact GELU, LayerNorm and dropout as chains
+of element-wise ops, forward and (by autodiff) backward, each a pass over
+the activations. These kernels give each its hand-written gradient and compile
 the forward and backward passes with XLA, so that each is one fused loop.
 The backward passes recompute what they need from the inputs instead of
 keeping intermediates. On a 2-core CPU a `[4096, 2048]` GELU forward and
@@ -93,7 +93,6 @@ def layer_norm(x, gamma, beta, epsilon):
         return _layer_norm_forward(x, gamma, beta, epsilon), grad
 
     return normalize(x, gamma, beta)
-
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
