@@ -53,6 +53,7 @@ SETTINGS = {
                         "`end_learning_rate` at `steps`, or 'constant'"),
     "end_learning_rate": (0.0, "the learning rate reached at `steps`"),
     "power": (1.0, "exponent of the polynomial decay"),
+    "nsp_loss_weight": (1.0, "weight of the NSP loss in the total (MLM's is 1; BERT only)"),
     "weight_decay": (0.01, "AdamW weight decay (not on LayerNorm and biases)"),
     "clipnorm": (1.0, "global gradient-norm clipping (null: none)"),
     "strategy": ("default", "'default' (one device), 'mirrored' (all local devices) or "
@@ -121,6 +122,9 @@ def _check_settings(s):
             raise ValueError(f"`{key}` must be a positive integer; got {s[key]!r}.")
     if not 0 < s["mask_rate"] <= 1:
         raise ValueError(f"`mask_rate` must be in (0, 1]; got {s['mask_rate']!r}.")
+    from keras_bert_kit.models.pretrainers import check_loss_weight
+
+    check_loss_weight("nsp_loss_weight", s["nsp_loss_weight"])
     if not 0 < s["eval_fraction"] < 1:
         raise ValueError(f"`eval_fraction` must be in (0, 1); got {s['eval_fraction']!r}.")
     if s["strategy"] not in ("default", "mirrored", "multi_worker"):
@@ -392,7 +396,10 @@ def run(settings):
     with strategy.scope():
         model = make_pretrainer(settings["model"], tokenizer.vocabulary_size(),
                                 settings["max_seq_length"])
-        model.compile(optimizer=make_optimizer(settings), jit_compile=jit_compile)
+        loss_weights = ({"nsp_logits": settings["nsp_loss_weight"]}
+                        if model.next_sentence_head is not None else None)
+        model.compile(optimizer=make_optimizer(settings), loss_weights=loss_weights,
+                      jit_compile=jit_compile)
     xla = jit_compile and check_xla(model, settings["jit_compile"])
     print(f"Pretraining {type(model).__name__} ({model.count_params():,} parameters) on "
           f"{train_count:,} examples ({eval_count:,} held out), {settings['steps']} steps of "

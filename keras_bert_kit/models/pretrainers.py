@@ -4,7 +4,8 @@ They train with `compile()` and `fit()` on the batches of
 `keras_bert_kit.data.pretraining_dataset`, which carry their own targets
 (`masked_ids`, `masked_weights`, `nsp_label`): no `y` is passed. The losses
 and metrics are the pretrainers' own, logged as `mlm_loss`, `mlm_accuracy`,
-`nsp_loss` and `nsp_accuracy` (BERT only), and `loss`, their sum.
+`nsp_loss` and `nsp_accuracy` (BERT only), and `loss`, their sum (weighted
+by `compile(loss_weights=...)`).
 """
 
 import keras
@@ -76,6 +77,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         self.next_sentence_head = next_sentence_head
 
         # === Training: losses and their metrics ===
+        self._loss_weights = self._check_loss_weights(None)
         self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
         self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
         if next_sentence_head is not None:
@@ -112,6 +114,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         warmup_steps=0,
         weight_decay=0.01,
         clipnorm=1.0,
+        loss_weights=None,
         **kwargs,
     ):
         """Configures pretraining; the loss is the model's own (MLM + NSP).
@@ -124,11 +127,16 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
                 Or any Keras optimizer.
             learning_rate, num_train_steps, warmup_steps, weight_decay,
                 clipnorm: the "auto" optimizer's settings.
+            loss_weights: each loss's weight in the total, by output name
+                (`{"mlm_logits": 1.0, "nsp_logits": 1.0}`, the default; a
+                name left out weighs 1). `mlm_loss` and `nsp_loss` are
+                logged unweighted; `loss` is the weighted sum.
             **kwargs: passed to `keras.Model.compile` (`jit_compile`,
                 `steps_per_execution`, ...). `loss` and `metrics` are not
                 taken: the pretrainer computes its own.
         """
-        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+        self._loss_weights = self._check_loss_weights(loss_weights)
+        for name in ("loss", "metrics", "weighted_metrics"):
             if kwargs.get(name) is not None:
                 raise ValueError(
                     f"{type(self).__name__} computes its own losses and metrics; "
@@ -144,11 +152,34 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
                 weight_decay=weight_decay,
                 clipnorm=clipnorm,
             )
-        super().compile(optimizer=optimizer, **kwargs)
+        # Keras keeps `loss_weights` in the compile config, so a saved model
+        # recompiles with them.
+        super().compile(optimizer=optimizer, loss_weights=loss_weights, **kwargs)
+
+    def _check_loss_weights(self, loss_weights):
+        """`{output name: float}` for every output, from the user's partial mapping."""
+        outputs = ["mlm_logits"] + (["nsp_logits"] if self.next_sentence_head is not None else [])
+        weights = {name: 1.0 for name in outputs}
+        if loss_weights is None:
+            return weights
+        if not isinstance(loss_weights, dict):
+            raise ValueError(
+                f"`loss_weights` must be a mapping of output names {sorted(weights)} to "
+                f"numbers; got {loss_weights!r}."
+            )
+        for name, weight in loss_weights.items():
+            if name not in weights:
+                raise ValueError(
+                    f"`loss_weights` names {name!r}, which is not an output of "
+                    f"{type(self).__name__}; its outputs are {sorted(weights)}."
+                )
+            check_loss_weight(f"loss_weights[{name!r}]", weight)
+            weights[name] = float(weight)
+        return weights
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
-        for name in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+        for name in ("loss", "metrics", "weighted_metrics"):
             config.pop(name, None)
         self.compile(**config)
         if self.built:
@@ -183,12 +214,13 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(targets["masked_ids"])[0]
         mlm = _masked_lm_loss(targets, y_pred["mlm_logits"])
+        weights = self._loss_weights
         self.mlm_loss_tracker.update_state(mlm * replicas, sample_weight=batch_size)
-        total = mlm
+        total = weights["mlm_logits"] * mlm
         if self.next_sentence_head is not None:
             nsp = self._nsp_loss(targets["nsp_label"], y_pred["nsp_logits"])
             self.nsp_loss_tracker.update_state(nsp * replicas, sample_weight=batch_size)
-            total = total + nsp
+            total = total + weights["nsp_logits"] * nsp
         if self.losses:
             total = total + keras.ops.sum(self.losses)
         return total
@@ -214,6 +246,14 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def check_loss_weight(name, weight):
+    """Raises unless `weight` is a finite number >= 0."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+        0 <= weight < float("inf")
+    ):
+        raise ValueError(f"`{name}` must be a finite number >= 0; got {weight!r}.")
 
 
 def _masked_lm_loss(targets, logits):

@@ -44,6 +44,45 @@ def test_losses_match_a_hand_computation():
     assert set(got) == {"loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
 
 
+def test_loss_weights_weigh_the_total_and_survive_saving(tmp_path):
+    config = tiny_bert_config()
+    model = kbk.BertPretrainer(kbk.BertEncoder(config))
+    data = batch(config)
+    model.compile()
+    plain = model.test_on_batch(data, return_dict=True)
+    model.compile(loss_weights={"nsp_logits": 3.0, "mlm_logits": 0.5})
+    weighted = model.test_on_batch(data, return_dict=True)
+    # The parts are logged unweighted; the total is their weighted sum.
+    assert weighted["mlm_loss"] == pytest.approx(plain["mlm_loss"], rel=1e-6)
+    assert weighted["nsp_loss"] == pytest.approx(plain["nsp_loss"], rel=1e-6)
+    assert weighted["loss"] == pytest.approx(
+        0.5 * plain["mlm_loss"] + 3.0 * plain["nsp_loss"], rel=1e-5)
+    path = str(tmp_path / "pretrainer.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    again = restored.test_on_batch(data, return_dict=True)
+    assert again["loss"] == pytest.approx(weighted["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_weights, message", [
+    ({"nsp": 2.0}, "not an output of BertPretrainer"),
+    ({"nsp_logits": -1.0}, "finite number >= 0"),
+    ({"nsp_logits": float("nan")}, "finite number >= 0"),
+    ({"nsp_logits": "2"}, "finite number >= 0"),
+    ([1.0, 2.0], "mapping of output names"),
+])
+def test_bad_loss_weights_are_refused(loss_weights, message):
+    model = kbk.BertPretrainer(kbk.BertEncoder(tiny_bert_config()))
+    with pytest.raises(ValueError, match=message):
+        model.compile(loss_weights=loss_weights)
+
+
+def test_distilbert_has_no_nsp_loss_to_weigh():
+    model = kbk.DistilBertPretrainer(kbk.DistilBertEncoder(tiny_distilbert_config()))
+    with pytest.raises(ValueError, match="its outputs are \\['mlm_logits'\\]"):
+        model.compile(loss_weights={"nsp_logits": 2.0})
+
+
 def test_fit_on_the_pipeline_learns_and_logs_each_part(news_articles, uncased_tokenizer):
     from keras_bert_kit.data import MaskedLMMasker, create_pretraining_examples, pretraining_dataset
 

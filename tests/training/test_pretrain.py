@@ -72,6 +72,11 @@ def test_settings_errors(tmp_path, corpus):
         pretrain.parse_args(["--config", config, "--mask-rate", "0"])
     assert pretrain.parse_args(["--config", config, "--steps", "9"])["steps"] == 9
     assert pretrain.parse_args(["--config", config, "--mask-rate", "0.4"])["mask_rate"] == 0.4
+    for weight in ("-1", "nan", "heavy"):
+        with pytest.raises(SystemExit):
+            pretrain.parse_args(["--config", config, "--nsp-loss-weight", weight])
+    assert pretrain.parse_args(["--config", config, "--nsp-loss-weight", "2"])[
+        "nsp_loss_weight"] == 2
 
 
 def test_schedule_settings_reach_the_optimizer(tmp_path, corpus):
@@ -107,10 +112,13 @@ def test_model_setting_forms():
 
 
 def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
-    config, out = config_file(tmp_path, corpus, jit_compile="auto")
+    config, out = config_file(tmp_path, corpus, jit_compile="auto", nsp_loss_weight=2.0)
     assert pretrain.main(["--config", config, "--quiet"]) == 0
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert metrics["xla"] is True and metrics["replicas"] == 1
+    history = metrics["history"]
+    assert history["loss"][-1] == pytest.approx(
+        history["mlm_loss"][-1] + 2.0 * history["nsp_loss"][-1], rel=1e-4)
     assert {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"} <= set(metrics["eval"])
     assert len(metrics["history"]["loss"]) == 2  # 6 steps, a checkpoint every 3
     # The held-out masks are fixed: the last validation is the final evaluation.
