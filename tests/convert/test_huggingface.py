@@ -25,6 +25,7 @@ from tests.convert.hf_reference import (
 )
 
 ATOL = 1e-4
+PADDING_ATOL = 3e-4
 
 
 def _hf_reference(model, inputs, distil):
@@ -60,7 +61,10 @@ def test_minilm_matches_transformers_on_real_sentences(minilm_dir):
 
     real = inputs["padding_mask"].astype(bool)
     assert max_abs_diff(ours[real], theirs[real]) <= ATOL
-    assert max_abs_diff(ours, theirs) <= ATOL  # padding positions too
+    # Padding positions too. Nothing reads them, and float32 rounding there
+    # depends on the CPU's kernels: 7.8e-5 on one AMD EPYC VM, 1.02e-4 on
+    # another, on values up to 5.7 (real tokens: under 6e-6 on both).
+    assert max_abs_diff(ours, theirs) <= PADDING_ATOL
 
     def mean_pool(states):
         mask = inputs["padding_mask"][:, :, None].astype("float64")
