@@ -262,6 +262,16 @@ def _schedule_arguments(settings):
     )
 
 
+def loss_weights_for(model, nsp_loss_weight):
+    """The pretrainer's `loss_weights`; an NSP weight for a model without NSP is refused."""
+    if model.next_sentence_head is not None:
+        return {"nsp_logits": nsp_loss_weight}
+    if nsp_loss_weight != 1.0:
+        raise ValueError(f"nsp_loss_weight is {nsp_loss_weight}, but {type(model).__name__} "
+                         "has no next-sentence head; drop the setting.")
+    return None
+
+
 def make_optimizer(settings):
     import keras_bert_kit as kbk
 
@@ -396,10 +406,8 @@ def run(settings):
     with strategy.scope():
         model = make_pretrainer(settings["model"], tokenizer.vocabulary_size(),
                                 settings["max_seq_length"])
-        loss_weights = ({"nsp_logits": settings["nsp_loss_weight"]}
-                        if model.next_sentence_head is not None else None)
-        model.compile(optimizer=make_optimizer(settings), loss_weights=loss_weights,
-                      jit_compile=jit_compile)
+        model.compile(optimizer=make_optimizer(settings), loss_weights=loss_weights_for(
+            model, settings["nsp_loss_weight"]), jit_compile=jit_compile)
     xla = jit_compile and check_xla(model, settings["jit_compile"])
     print(f"Pretraining {type(model).__name__} ({model.count_params():,} parameters) on "
           f"{train_count:,} examples ({eval_count:,} held out), {settings['steps']} steps of "

@@ -111,6 +111,15 @@ def test_model_setting_forms():
         pretrain.make_pretrainer("bert_tiny", 500, 1024)
 
 
+def test_nsp_loss_weight_reaches_bert_and_is_refused_without_nsp():
+    bert = pretrain.make_pretrainer("bert_tiny", 500, 64)
+    assert pretrain.loss_weights_for(bert, 2.5) == {"nsp_logits": 2.5}
+    distil = pretrain.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
+    assert pretrain.loss_weights_for(distil, 1.0) is None
+    with pytest.raises(ValueError, match="no next-sentence head"):
+        pretrain.loss_weights_for(distil, 2.5)
+
+
 def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
     config, out = config_file(tmp_path, corpus, jit_compile="auto", nsp_loss_weight=2.0)
     assert pretrain.main(["--config", config, "--quiet"]) == 0
