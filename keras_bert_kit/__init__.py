@@ -28,6 +28,7 @@ from keras_bert_kit.convert import (  # noqa: E402
     to_huggingface,
     to_keras_hub,
 )
+from keras_bert_kit.distillation import Distiller, init_student_from_teacher  # noqa: E402
 from keras_bert_kit.layers import (  # noqa: E402
     MaskedLMHead,
     NextSentenceHead,
@@ -52,7 +53,7 @@ from keras_bert_kit.tokenization import (  # noqa: E402
     BertTokenizer,
     train_wordpiece_vocabulary,
 )
-from keras_bert_kit import convert, data, metrics, tasks, tokenization  # noqa: E402
+from keras_bert_kit import convert, data, distillation, metrics, tasks, tokenization  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "DistilBertConfig",
     "DistilBertEncoder",
     "DistilBertPretrainer",
+    "Distiller",
     "MaskedLMHead",
     "NextSentenceHead",
     "SequenceClassifier",
@@ -78,6 +80,8 @@ __all__ = [
     "config_from_preset",
     "convert",
     "create_optimizer",
+    "distillation",
+    "init_student_from_teacher",
     "data",
     "from_huggingface",
     "from_keras_hub",

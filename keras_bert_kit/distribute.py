@@ -70,13 +70,14 @@ class MultiWorkerFitMixin:
         return super()._maybe_symbolic_build(data_batch=data_batch)
 
     def train_step(self, data):
-        return _as_reducible(super().train_step(data))
+        return reducible_logs(super().train_step(data))
 
     def test_step(self, data):
-        return _as_reducible(super().test_step(data))
+        return reducible_logs(super().test_step(data))
 
 
-def _as_reducible(logs):
+def reducible_logs(logs):
+    """A step's logs as multi-worker training can average them (unchanged otherwise)."""
     if not in_multi_worker_mode():
         return logs
     return tf.nest.map_structure(lambda value: keras.ops.reshape(value, [1]), logs)

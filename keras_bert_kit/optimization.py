@@ -213,3 +213,21 @@ def create_optimizer(
 def decayed_variables(optimizer, variables):
     """The variables among `variables` that `optimizer` applies weight decay to."""
     return [v for v in variables if optimizer._use_weight_decay(v)]
+
+
+def warmup_then_linear_decay(
+    learning_rate, num_train_steps=None, warmup_steps=0, weight_decay=0.01, clipnorm=1.0
+):
+    """`create_optimizer` for a run of known length, as `compile(optimizer="auto")` makes it.
+
+    Linear warmup over `warmup_steps`, then linear decay to 0 at
+    `num_train_steps`; a constant rate after warmup when that is None.
+    """
+    return create_optimizer(
+        learning_rate,
+        num_train_steps=num_train_steps or max(warmup_steps, 1),
+        warmup_steps=warmup_steps,
+        decay="linear" if num_train_steps else "constant",
+        weight_decay=weight_decay,
+        clipnorm=clipnorm,
+    )

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
 from keras_bert_kit.layers import MaskedLMHead, NextSentenceHead
+from keras_bert_kit.losses import global_weighted_mean
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
 from keras_bert_kit.models.inputs import (
@@ -20,7 +21,7 @@ from keras_bert_kit.models.inputs import (
     check_input_keys,
     static_sequence_length,
 )
-from keras_bert_kit.optimization import create_optimizer
+from keras_bert_kit.optimization import warmup_then_linear_decay
 
 # The keys of a pretraining batch that are targets, not model inputs.
 TARGET_KEYS = ("masked_ids", "masked_weights", "nsp_label")
@@ -144,13 +145,8 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
                 )
             kwargs.pop(name, None)
         if optimizer == "auto":
-            optimizer = create_optimizer(
-                learning_rate,
-                num_train_steps=num_train_steps or max(warmup_steps, 1),
-                warmup_steps=warmup_steps,
-                decay="linear" if num_train_steps else "constant",
-                weight_decay=weight_decay,
-                clipnorm=clipnorm,
+            optimizer = warmup_then_linear_decay(
+                learning_rate, num_train_steps, warmup_steps, weight_decay, clipnorm
             )
         # Keras keeps `loss_weights` in the compile config, so a saved model
         # recompiles with them.
@@ -213,7 +209,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         # epoch means still add up: loss = mlm_loss + nsp_loss.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(targets["masked_ids"])[0]
-        mlm = _masked_lm_loss(targets, y_pred["mlm_logits"])
+        mlm = masked_lm_loss(targets, y_pred["mlm_logits"])
         weights = self._loss_weights
         self.mlm_loss_tracker.update_state(mlm * replicas, sample_weight=batch_size)
         total = weights["mlm_logits"] * mlm
@@ -256,23 +252,16 @@ def check_loss_weight(name, weight):
         raise ValueError(f"`{name}` must be a finite number >= 0; got {weight!r}.")
 
 
-def _masked_lm_loss(targets, logits):
+def masked_lm_loss(targets, logits):
     """Cross-entropy averaged over the real predictions of the global batch.
 
-    `masked_weights` is 0 on padding predictions. Under a multi-replica
-    strategy the weights are summed over all replicas, so each replica
-    returns its share of the global mean: replicas holding different numbers
-    of real predictions then train exactly as one device would.
+    `targets` holds `masked_ids` and `masked_weights` (0 on padding
+    predictions); see `global_weighted_mean` for the multi-replica case.
     """
     losses = keras.losses.sparse_categorical_crossentropy(
         targets["masked_ids"], logits, from_logits=True
     )
-    weights = keras.ops.cast(targets["masked_weights"], losses.dtype)
-    total_weight = keras.ops.sum(weights)
-    replica_context = tf.distribute.get_replica_context()
-    if replica_context is not None and replica_context.num_replicas_in_sync > 1:
-        total_weight = replica_context.all_reduce("SUM", total_weight)
-    return tf.math.divide_no_nan(keras.ops.sum(losses * weights), total_weight)
+    return global_weighted_mean(losses, targets["masked_weights"])
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")

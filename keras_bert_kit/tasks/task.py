@@ -197,13 +197,17 @@ class Task(MultiWorkerFitMixin, keras.Model):
         """Raw data as a batched dataset of model inputs; None when `x` needs no preprocessing."""
         if y is not None and not isinstance(x, tf.data.Dataset):
             self._check_targets(y)
-        if self.preprocessor is None or _is_features(x):
-            return None
         if isinstance(x, tf.data.Dataset):
             spec = x.element_spec
             first = spec[0] if isinstance(spec, tuple) else spec
             if _is_features(first):
-                return None
+                if set(first) <= set(self.encoder.input_names):
+                    return None
+                # E.g. a BERT preprocessor's `segment_ids` for a DistilBERT task.
+                return x.map(self._select_inputs, num_parallel_calls=AUTOTUNE)
+        if self.preprocessor is None or _is_features(x):
+            return None
+        if isinstance(x, tf.data.Dataset):
             dataset = x.map(self._preprocess_element, num_parallel_calls=AUTOTUNE)
         else:
             dataset = self.preprocessor.dataset(
