@@ -14,7 +14,6 @@ checkpoint. The output directory gets `checkpoints/`, TensorBoard `logs/`,
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,9 +23,9 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-import yaml
 
 from keras_bert_kit.distribute import is_chief, worker_index
+from training.settings import check_positive_ints, parse_settings
 
 # Every setting, its default and what it means (shown by --help).
 SETTINGS = {
@@ -68,58 +67,13 @@ SETTINGS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m training.pretrain",
-        description=__doc__.split("\n\n")[0],
-        epilog="Settings (YAML keys; each is also an option, e.g. --batch-size 64):\n"
-        + "\n".join(f"  {k}: {help_} (default: {default})"
-                    for k, (default, help_) in SETTINGS.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML file of settings")
-    for key, (default, help_) in SETTINGS.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
-                            help=f"{help_} (default: {default})")
-    parser.add_argument("--quiet", action="store_true", help="one line per logged epoch")
-    args = parser.parse_args(argv)
-    settings = {key: default for key, (default, _) in SETTINGS.items()}
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            parser.error(f"{args.config} must hold a mapping of settings.")
-        unknown = sorted(set(loaded) - set(SETTINGS))
-        if unknown:
-            parser.error(f"{args.config}: unknown setting(s) {unknown}; known: {sorted(SETTINGS)}.")
-        settings.update(loaded)
-    for key in SETTINGS:
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = _parse_value(value)
-    settings["quiet"] = args.quiet
-    try:
-        _check_settings(settings)
-    except ValueError as e:
-        parser.error(str(e))
-    return settings
-
-
-def _parse_value(text):
-    """A command-line value as YAML would read it ("64", "true", "null"), numbers like 1e-4 too."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)  # YAML 1.1 reads "1e-4" as a string
-        except ValueError:
-            return value
-    return value
+    return parse_settings("python -m training.pretrain", __doc__.split("\n\n")[0], SETTINGS,
+                          _check_settings, argv)
 
 
 def _check_settings(s):
-    for key in ("max_seq_length", "max_predictions_per_seq", "dupe_factor", "steps",
-                "batch_size", "checkpoint_every"):
-        if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 1:
-            raise ValueError(f"`{key}` must be a positive integer; got {s[key]!r}.")
+    check_positive_ints(s, ("max_seq_length", "max_predictions_per_seq", "dupe_factor",
+                            "steps", "batch_size", "checkpoint_every"))
     if not 0 < s["mask_rate"] <= 1:
         raise ValueError(f"`mask_rate` must be in (0, 1]; got {s['mask_rate']!r}.")
     from keras_bert_kit.models.pretrainers import check_loss_weight
