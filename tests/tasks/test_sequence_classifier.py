@@ -67,6 +67,26 @@ def test_tf_data_of_strings(uncased_tokenizer):
         6, 2)
 
 
+def test_a_distilbert_task_takes_a_bert_preprocessors_feature_datasets(uncased_tokenizer):
+    import warnings
+
+    import tensorflow as tf
+
+    model = classifier(uncased_tokenizer, kind="distilbert")
+    model.compile()
+    # The preprocessor's batches carry `segment_ids`, which DistilBERT does not take.
+    data = model.preprocessor.dataset(TEXTS, np.asarray(LABELS), batch_size=3)
+    assert "segment_ids" in data.element_spec[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even Keras' input-structure warning
+        model.fit(data, epochs=1, verbose=0)
+        scores = model.evaluate(data, verbose=0, return_dict=True)
+        from_features = model.predict(data.map(lambda x, y: x), verbose=0)
+    assert 0.0 <= scores["accuracy"] <= 1.0
+    np.testing.assert_allclose(from_features, model.predict(TEXTS, verbose=0), atol=1e-5)
+    assert isinstance(data, tf.data.Dataset)
+
+
 def test_saved_model_keeps_weights_preprocessor_and_schedule(uncased_tokenizer, tmp_path):
     model = classifier(uncased_tokenizer, pooling="mean")
     model.compile(learning_rate=1e-3)

@@ -1,6 +1,7 @@
 """training.distill: both modes end to end on a few rows, their outputs, and bad settings."""
 
 import json
+import os
 import shutil
 
 import keras
@@ -88,6 +89,13 @@ def test_general_distillation_writes_a_distilbert_pretrainer(tmp_path, pretraine
     student = keras.saving.load_model(str(out / "student.keras"))
     assert isinstance(student, kbk.DistilBertPretrainer)
     assert isinstance(keras.saving.load_model(str(out / "encoder.keras")), kbk.DistilBertEncoder)
+
+
+@pytest.mark.parametrize("name", ["distill_rotten_tomatoes.yaml", "distill_news.yaml"])
+def test_shipped_configs_are_valid(name):
+    path = os.path.join(os.path.dirname(distill.__file__), "configs", name)
+    settings = distill.parse_args(["--config", path])
+    assert settings["teacher"].endswith(".keras") and settings["student"] == "from_teacher"
 
 
 def test_help_lists_every_setting(capsys):
