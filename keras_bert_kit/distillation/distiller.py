@@ -149,9 +149,9 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
       a learned projection when the widths differ (TinyBERT);
     - `attention_loss`: KL between the attention distributions of the layers
       paired by `layer_map` (MiniLM).
-    A component with weight 0 is not computed. Each computed one is logged
-    under its name, beside `loss` (their weighted sum) and the student's
-    metrics. `evaluate` runs the student alone: `loss` is its hard loss,
+    A component with weight 0 is not computed, but for the hard loss, which
+    is always logged. Each computed one is logged under its name, beside
+    `loss` (their weighted sum) and the student's metrics. `evaluate` runs the student alone: `loss` is its hard loss,
     reported with its metrics. `predict` gives the student's outputs.
 
     Args:
@@ -244,10 +244,12 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         self.alphas = {name: float(weight) for name, weight in alphas.items()}
         self.layer_map = pairs if layer_map is not None else None
         self._layer_pairs = pairs
+        # The hard loss is always computed and logged (the student's own
+        # metrics need the targets anyway); the others only when weighted.
         self._trackers = {
             logged: keras.metrics.Mean(name=logged)
             for alpha, logged in COMPONENTS
-            if self.alphas[alpha]
+            if self.alphas[alpha] or logged == "hard_loss"
         }
         # Both models are built functional models; Keras need not trace one
         # more symbolic call (which, under MirroredStrategy, it makes with a
@@ -422,8 +424,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
                 self._select(x, self._student_view, "student"), training=True
             )
             losses = self._distillation_losses(x, sample_weight, teacher, student)
-            if self.alphas["alpha_hard"]:
-                losses["hard_loss"] = self.compute_loss(x, y, student["outputs"], sample_weight)
+            losses["hard_loss"] = self.compute_loss(x, y, student["outputs"], sample_weight)
             loss = 0.0
             for alpha, logged in COMPONENTS:
                 if logged in losses:

@@ -367,3 +367,13 @@ def test_the_view_shares_weights_and_matches_the_model():
     full = teacher.encoder(encoder_inputs(data))
     assert max_abs_diff(outputs["hidden_states"][-1], full["sequence_output"]) < 1e-5
     assert {id(w) for w in view.weights} == {id(w) for w in teacher.weights}
+
+
+def test_soft_targets_alone_still_log_the_students_hard_loss():
+    teacher, student = pretraining_pair()
+    distiller = Distiller(teacher, student, alpha_ce=1.0, alpha_hard=0.0, alpha_cos=0.0)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = distiller.train_on_batch(batch(teacher.encoder.config), return_dict=True)
+    assert logs["hard_loss"] > 0 and logs["mlm_loss"] == pytest.approx(logs["hard_loss"])
+    assert logs["loss"] == pytest.approx(logs["soft_loss"], rel=1e-6)
+    assert "cos_loss" not in logs
