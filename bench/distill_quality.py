@@ -194,8 +194,9 @@ def main(argv=None):
     print(f"\nretention {100 * retention:.2f}% "
           f"({'PASS' if retention >= 0.985 else 'FAIL'}: target >= 98.5%)")
     beats = results["student_accuracy"] > results["ablation_accuracy"]
-    print(f"distilled vs ablation: {100 * (results['student_accuracy'] - results['ablation_accuracy']):+.2f} "
-          f"points ({'PASS' if beats else 'FAIL'}: target > 0)")
+    gain = 100 * (results["student_accuracy"] - results["ablation_accuracy"])
+    print(f"distilled vs ablation: {gain:+.2f} points ({'PASS' if beats else 'FAIL'}: "
+          "target > 0)")
     print(f"student throughput {speedup:.2f}x the teacher's "
           f"({'PASS' if speedup >= 1.9 else 'FAIL'}: target >= 1.9x)")
     print(f"training seconds: {results['seconds']}")

@@ -26,8 +26,10 @@ import warnings
 
 import keras
 
+from keras_bert_kit.distillation.distiller import check_temperature
 from keras_bert_kit.models.pretrainers import check_loss_weight
-from training.settings import check_positive_ints, parse_settings
+from training import pretrain
+from training.settings import check_positive_ints, parse_settings, run_job
 
 SETTINGS = {
     "teacher": (None, "the teacher: a fine-tuned task model .keras (task distillation), or a "
@@ -60,13 +62,11 @@ SETTINGS = {
     "epochs": (3, "task mode: passes over the training data"),
     "steps": (2000, "general mode: optimizer steps"),
     "log_every": (200, "general mode: steps per logged epoch (and evaluation)"),
-    "max_seq_length": (128, "general mode: tokens per example"),
-    "mask_rate": (0.15, "general mode: share of tokens chosen for prediction"),
-    "max_predictions_per_seq": (20, "general mode: masked positions per example at most"),
-    "whole_word_masking": (False, "general mode: mask all pieces of a word together"),
-    "dupe_factor": (1, "general mode: passes over the corpus making examples"),
-    "short_seq_prob": (0.1, "general mode: share of examples aiming at a shorter length"),
-    "eval_fraction": (0.05, "general mode: share of the documents held out"),
+    # General mode makes its data as the pretraining job does, with the same settings.
+    **{key: (default, f"general mode: {help_}")
+       for key, (default, help_) in pretrain.SETTINGS.items()
+       if key in ("max_seq_length", "mask_rate", "max_predictions_per_seq",
+                  "whole_word_masking", "dupe_factor", "short_seq_prob", "eval_fraction")},
     "batch_size": (32, "examples per step"),
     "learning_rate": (5e-5, "peak learning rate"),
     "warmup_fraction": (0.1, "share of the steps spent warming up, then linear decay to 0"),
@@ -93,11 +93,7 @@ def _check_settings(s):
             raise ValueError(f"`{key}` is required (in --config or as --{key}).")
     check_positive_ints(s, ("epochs", "steps", "log_every", "batch_size", "max_seq_length",
                             "max_predictions_per_seq", "dupe_factor"))
-    temperature = s["temperature"]
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-        0 < temperature < math.inf
-    ):
-        raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
+    check_temperature(s["temperature"])
     for key in ("alpha_ce", "alpha_hard", "alpha_cos", "alpha_hidden", "alpha_attention"):
         check_loss_weight(key, s[key])
     if not 0 < s["validation_split"] < 1:
@@ -163,7 +159,6 @@ def make_student(settings, teacher, tokenizer):
     """
     import keras_bert_kit as kbk
     from keras_bert_kit.tasks import Task
-    from training.pretrain import make_pretrainer
 
     if settings["student"] == "from_teacher":
         student = kbk.init_student_from_teacher(teacher, layers=settings["student_layers"])
@@ -171,7 +166,8 @@ def make_student(settings, teacher, tokenizer):
         raise ValueError("`student_layers` applies to `student: from_teacher` only.")
     else:
         max_length = teacher.encoder.config.max_sequence_length
-        student = make_pretrainer(settings["student"], tokenizer.vocabulary_size(), max_length)
+        student = pretrain.make_pretrainer(settings["student"], tokenizer.vocabulary_size(),
+                                           max_length)
         if isinstance(teacher, Task):
             student = student.encoder
     if not isinstance(teacher, Task):
@@ -217,8 +213,6 @@ def task_datasets(settings, teacher, task):
 
 
 def general_datasets(settings, tokenizer):
-    from training import pretrain
-
     documents = pretrain.load_documents(settings["data"])
     return pretrain.make_datasets(settings, tokenizer, documents, settings["batch_size"])
 
@@ -229,7 +223,7 @@ def general_datasets(settings, tokenizer):
 def run(settings):
     import keras_bert_kit as kbk
     from keras_bert_kit.tasks import Task
-    from training import finetune, pretrain
+    from training import finetune
     from training.reporting import plot_curves, write_metrics
 
     out = settings["out"]
@@ -306,17 +300,7 @@ def run(settings):
 
 
 def main(argv=None):
-    settings = parse_args(argv)
-    policy = keras.mixed_precision.dtype_policy()
-    try:
-        run(settings)
-    except (ValueError, FileNotFoundError) as e:
-        # Data, model and setting problems are the user's to fix: say what, not a traceback.
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        keras.mixed_precision.set_dtype_policy(policy)
-    return 0
+    return run_job(run, parse_args(argv))
 
 
 if __name__ == "__main__":

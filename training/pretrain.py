@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bert_kit.distribute import is_chief, worker_index
-from training.settings import check_positive_ints, parse_settings
+from training.settings import check_positive_ints, parse_settings, run_job
 
 # Every setting, its default and what it means (shown by --help).
 SETTINGS = {
@@ -418,17 +418,8 @@ def done_epochs_from(metadata_path):
 
 
 def main(argv=None):
-    settings = parse_args(argv)
-    policy = keras.mixed_precision.dtype_policy()
-    try:
-        run(settings)
-    except (ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        # `precision` sets the global policy for the run only.
-        keras.mixed_precision.set_dtype_policy(policy)
-    return 0
+    return run_job(run, parse_args(argv), errors=(ValueError, FileNotFoundError,
+                                                  FloatingPointError, RuntimeError))
 
 
 if __name__ == "__main__":

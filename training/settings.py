@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import yaml
 
@@ -71,3 +72,23 @@ def check_positive_ints(settings, keys):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{key}` must be a positive integer; got {value!r}.")
+
+
+def run_job(run, settings, errors=(ValueError, FileNotFoundError)):
+    """Runs `run(settings)`: exit status 0, or 2 with a one-line message for `errors`.
+
+    Those are the user's to fix (settings, data, models), so they get what is
+    wrong, not a traceback. `precision` sets the global dtype policy for the
+    run only: it is restored afterwards.
+    """
+    import keras
+
+    policy = keras.mixed_precision.dtype_policy()
+    try:
+        run(settings)
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+    return 0

@@ -86,6 +86,14 @@ def _check_pair(teacher, student):
             )
 
 
+def check_temperature(temperature):
+    """Raises unless `temperature` is a finite number > 0."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+        0 < temperature < math.inf
+    ):
+        raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
+
+
 def _layer_pairs(layer_map, teacher_depth, student_depth):
     """`layer_map` as sorted (student index, teacher index) pairs, validated.
 
@@ -151,8 +159,9 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
       paired by `layer_map` (MiniLM).
     A component with weight 0 is not computed, but for the hard loss, which
     is always logged. Each computed one is logged under its name, beside
-    `loss` (their weighted sum) and the student's metrics. `evaluate` runs the student alone: `loss` is its hard loss,
-    reported with its metrics. `predict` gives the student's outputs.
+    `loss` (their weighted sum) and the student's metrics. `evaluate` runs
+    the student alone: `loss` is its hard loss, reported with its metrics.
+    `predict` gives the student's outputs.
 
     Args:
         teacher: the trained model; frozen (`trainable = False`) here.
@@ -190,10 +199,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
     ):
         super().__init__(**kwargs)
         _check_pair(teacher, student)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            0 < temperature < math.inf
-        ):
-            raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
+        check_temperature(temperature)
         alphas = dict(
             alpha_ce=alpha_ce,
             alpha_hard=alpha_hard,

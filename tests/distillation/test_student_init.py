@@ -53,7 +53,8 @@ def test_default_is_every_other_layer_and_a_distilbert_of_half_the_depth():
     assert isinstance(student.encoder, kbk.DistilBertEncoder)
     assert student.encoder.config.num_layers == 2
     assert student.encoder.config.hidden_size == teacher.encoder.config.hidden_size
-    assert_same_weights(student.encoder.transformer_layers[1], teacher.encoder.transformer_layers[2])
+    assert_same_weights(student.encoder.transformer_layers[1],
+                        teacher.encoder.transformer_layers[2])
 
 
 def test_a_full_copy_computes_what_the_teacher_does_on_one_segment():

@@ -10,7 +10,6 @@ import pytest
 
 import keras_bert_kit as kbk
 from keras_bert_kit.assets import bert_uncased_vocab_path
-from tests.training.test_finetune import data_dir  # noqa: F401  (fixture)
 from training import distill, finetune
 
 TEXT = """The city council met on Monday to discuss the new budget. Members argued over
@@ -25,7 +24,7 @@ The coach thanked the players and the supporters.
 
 
 @pytest.fixture(scope="module")
-def task_teacher(data_dir, tmp_path_factory):  # noqa: F811
+def task_teacher(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
     code = finetune.main(["--task", "classify", "--data", str(data_dir / "cls.csv"),
                           "--init", "bert_tiny", "--out", str(out), "--epochs", "1",
@@ -45,7 +44,7 @@ def pretrainer_teacher(tmp_path_factory):
     return out
 
 
-def test_task_distillation_writes_a_standalone_student(tmp_path, data_dir, task_teacher):  # noqa: F811
+def test_task_distillation_writes_a_standalone_student(tmp_path, data_dir, task_teacher):
     out = tmp_path / "student"
     code = distill.main(["--teacher", str(task_teacher), "--data", str(data_dir / "cls.csv"),
                          "--validation-split", "0.34", "--epochs", "2", "--batch-size", "4",
@@ -120,7 +119,7 @@ def test_bad_settings_are_usage_errors(options, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_model_problems_stop_before_training(tmp_path, data_dir, task_teacher, capsys):  # noqa: F811
+def test_model_problems_stop_before_training(tmp_path, data_dir, task_teacher, capsys):
     data = str(data_dir / "cls.csv")
     code = distill.main(["--teacher", str(task_teacher), "--data", data, "--alpha-hidden", "1",
                          "--layer-map", "{1: 7}", "--out", str(tmp_path / "a")])
