@@ -1,4 +1,8 @@
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -113,3 +117,47 @@ def hf_uncased(bert_vocab_path):
     from transformers import BertTokenizerFast
 
     return BertTokenizerFast(vocab_file=bert_vocab_path, do_lower_case=True)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_TWO_DEVICES = """
+import json, os, sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import keras, numpy as np
+import keras_bert_kit as kbk
+sys.path.insert(0, os.getcwd())
+"""
+
+_COMPARE = """
+weights = {}
+for name, strategy in [("one", tf.distribute.get_strategy()),
+                       ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+    keras.utils.set_random_seed(0)
+    weights[name] = train(strategy)
+    print(name, strategy.num_replicas_in_sync, file=sys.stderr)
+diff = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["mirrored"]))
+print(json.dumps({"max_diff": diff}))
+"""
+
+
+def mirrored_vs_one_device(script):
+    """The largest weight difference between training on one device and on two replicas.
+
+    `script` defines `train(strategy)`, which builds and trains a model under
+    `strategy` and returns its weights as arrays. It runs in a fresh process
+    whose CPU is split into two logical devices (that must happen before
+    TensorFlow starts), once with the default strategy and once with
+    `MirroredStrategy` over both devices.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES + textwrap.dedent(script) + _COMPARE],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "mirrored 2" in result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])["max_diff"]

@@ -1,10 +1,6 @@
 """Distiller: its losses, its training, and its errors, on tiny models."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import keras
 import numpy as np
@@ -14,11 +10,16 @@ import tensorflow as tf
 import keras_bert_kit as kbk
 from keras_bert_kit.distillation import Distiller, init_student_from_teacher, with_internals
 from keras_bert_kit.distillation.losses import hidden_cosine_loss, soft_target_loss
-from tests.conftest import encoder_inputs, max_abs_diff, tiny_bert_config, tiny_distilbert_config
+from tests.conftest import (
+    encoder_inputs,
+    max_abs_diff,
+    mirrored_vs_one_device,
+    tiny_bert_config,
+    tiny_distilbert_config,
+)
 from tests.models.test_pretraining_fit import batch
 
 NO_DROPOUT = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pretraining_pair(teacher_layers=4, **student_overrides):
@@ -241,49 +242,26 @@ def test_mixed_precision_and_xla(policy):
         policy == "mixed_float16")
 
 
-MIRRORED = textwrap.dedent("""
-    import json, os, sys
-    import tensorflow as tf
-    tf.config.set_logical_device_configuration(
-        tf.config.list_physical_devices("CPU")[0],
-        [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    import keras, numpy as np
-    import keras_bert_kit as kbk
-    sys.path.insert(0, os.getcwd())
-    from tests.distillation.test_distiller import pretraining_pair
-    from tests.models.test_pretraining_fit import batch
+MIRRORED = """
+from tests.distillation.test_distiller import pretraining_pair
+from tests.models.test_pretraining_fit import batch
 
-    data = None
-    weights = {}
-    for name, strategy in [("one", tf.distribute.get_strategy()),
-                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
-        keras.utils.set_random_seed(0)
-        with strategy.scope():
-            teacher, student = pretraining_pair()
-            distiller = kbk.Distiller(teacher, student, alpha_hidden=1.0, alpha_attention=1.0)
-            distiller.compile(optimizer=keras.optimizers.SGD(0.5))
-        if data is None:
-            data = batch(teacher.encoder.config, batch_size=8)
-            # Replicas with different amounts of padding still average over the global batch.
-            data["padding_mask"][4:, 6:] = 0
-            data["masked_weights"][4:, 1:] = 0.0
-        dataset = tf.data.Dataset.from_tensors(data).repeat(2)
-        distiller.fit(dataset, epochs=1, verbose=0)
-        weights[name] = [w.numpy() for w in student.weights]
-        print(name, strategy.num_replicas_in_sync, file=sys.stderr)
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(weights["one"], weights["mirrored"]))
-    print(json.dumps({"max_diff": diff}))
-""")
+def train(strategy):
+    with strategy.scope():
+        teacher, student = pretraining_pair()
+        distiller = kbk.Distiller(teacher, student, alpha_hidden=1.0, alpha_attention=1.0)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.5))
+    data = batch(teacher.encoder.config, batch_size=8)
+    # Replicas with different amounts of padding still average over the global batch.
+    data["padding_mask"][4:, 6:] = 0
+    data["masked_weights"][4:, 1:] = 0.0
+    distiller.fit(tf.data.Dataset.from_tensors(data).repeat(2), epochs=1, verbose=0)
+    return [w.numpy() for w in student.weights]
+"""
 
 
 def test_mirrored_distillation_on_two_devices_matches_one_device():
-    result = subprocess.run(
-        [sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "mirrored 2" in result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1])["max_diff"] < 1e-5
+    assert mirrored_vs_one_device(MIRRORED) < 1e-5
 
 
 # -- errors ---------------------------------------------------------------------------------
