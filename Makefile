@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-finetune bench-pretrain install clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-pretrain install clean
 
 install: $(STAMP)
 
@@ -34,6 +34,9 @@ bench: $(STAMP)
 
 bench-data: $(STAMP)
 	$(BIN)/python bench/data_throughput.py
+
+bench-distill: $(STAMP)
+	$(BIN)/python bench/distill_quality.py
 
 bench-finetune: $(STAMP)
 	$(BIN)/python bench/finetune_quality.py
