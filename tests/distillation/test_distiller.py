@@ -355,3 +355,22 @@ def test_soft_targets_alone_still_log_the_students_hard_loss():
     assert logs["hard_loss"] > 0 and logs["mlm_loss"] == pytest.approx(logs["hard_loss"])
     assert logs["loss"] == pytest.approx(logs["soft_loss"], rel=1e-6)
     assert "cos_loss" not in logs
+
+
+def test_callbacks_see_every_component_and_can_stop_training():
+    teacher, student = classifier_pair()
+    config = teacher.encoder.config
+    rng = np.random.default_rng(3)
+    x = {"input_ids": rng.integers(1, config.vocab_size, (8, 6)).astype("int32"),
+         "segment_ids": np.zeros((8, 6), "int32"), "padding_mask": np.ones((8, 6), "int32")}
+    y = rng.integers(0, 3, 8).astype("int32")
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(logs))
+    # A loss that cannot improve by 10 in a step: early stopping ends the run after 2 epochs.
+    stop = keras.callbacks.EarlyStopping(monitor="soft_loss", mode="min", min_delta=10.0,
+                                         patience=1)
+    distiller = Distiller(teacher, student)
+    distiller.compile()
+    history = distiller.fit(x, y, batch_size=4, epochs=10, verbose=0, callbacks=[record, stop])
+    assert len(history.history["loss"]) == 2
+    assert len(seen) == 4 and {"soft_loss", "hard_loss", "cos_loss"} <= set(seen[0])
