@@ -12,11 +12,11 @@
 
 Reported on the test split: teacher and student accuracy, retention (student
 / teacher), ablation accuracy, and inference throughput of student vs
-teacher (sequences/s of `predict` over the whole test split, best of 3 runs
+teacher (sequences/s of `predict` over the whole test split, best of 5 runs
 each, interleaved). Targets: retention >= 98.5%, the distilled student above
 the ablation, student throughput >= 1.9x the teacher's.
 
-    .venv/bin/python bench/distill_quality.py                    # ~35 minutes on 2 cores
+    .venv/bin/python bench/distill_quality.py                    # ~35 minutes on 2 cores (idle)
     .venv/bin/python bench/distill_quality.py --teacher runs/t.keras  # reuse (or save) the teacher
     .venv/bin/python bench/distill_quality.py --quick            # smoke run: 256 examples
 """
@@ -117,8 +117,13 @@ def train_on_labels(teacher, train_data, recipe):
     return student, time.perf_counter() - start
 
 
-def throughput(models, data, count, repeats=3):
-    """Best sequences/s of each model's `predict` over `data`, runs interleaved."""
+def throughput(models, data, count, repeats=5):
+    """Best sequences/s of each model's `predict` over `data`, runs interleaved.
+
+    Both models run `predict` as a user would, in the same mode (graph, no
+    XLA: neither is compiled with it), on the same cached, tokenized batches,
+    so the ratio counts the encoders and heads, not tokenization.
+    """
     best = {name: 0.0 for name in models}
     for name, model in models.items():
         model.predict(data, verbose=0)  # trace every batch shape once
