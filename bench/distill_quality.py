@@ -8,7 +8,7 @@
    same train split: soft targets at temperature T, hard labels, and the
    cosine of the last hidden states.
 3. Ablation: the same student, from the same initialisation, trained on the
-   hard labels alone with the same optimizer, epochs and batches.
+   hard labels alone with the same optimizer, epochs and data.
 
 Reported on the test split: teacher and student accuracy, retention (student
 / teacher), ablation accuracy, and inference throughput of student vs
@@ -162,7 +162,7 @@ def main(argv=None):
     preprocessor = kbk.SequenceClassifierPreprocessor(
         kbk.preprocessor_from_huggingface(model_dir).tokenizer, teacher_recipe["max_length"])
     labels = np.asarray(train.labels)
-    # One shuffled, length-bucketed batch order, reused by every run.
+    # Shuffled and length-bucketed; every run draws its epochs from this one stream.
     train_data = preprocessor.dataset(list(train.texts), labels, batch_size=32, shuffle=True,
                                       seed=0)
     test_data = preprocessor.dataset(list(test.texts), batch_size=32).cache()

@@ -222,6 +222,11 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         pairs = None
         if alpha_hidden or alpha_attention or layer_map is not None:
             pairs = _layer_pairs(layer_map, teacher_config.num_layers, student_config.num_layers)
+        if alpha_attention and not any(s and t for s, t in pairs):
+            raise ValueError(
+                "`alpha_attention` needs `layer_map` to pair at least one student layer "
+                "(index >= 1) with a teacher layer; it pairs only embeddings."
+            )
         if alpha_attention and teacher_config.num_heads != student_config.num_heads:
             raise ValueError(
                 f"`alpha_attention` compares attention maps head by head, but the teacher has "
@@ -404,11 +409,6 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             losses["hidden_loss"] = hidden / len(self._layer_pairs)
         if self.alphas["alpha_attention"]:
             pairs = [(s, t) for s, t in self._layer_pairs if s and t]
-            if not pairs:
-                raise ValueError(
-                    "`alpha_attention` needs `layer_map` to pair at least one student layer "
-                    "(index >= 1) with a teacher layer; it pairs only embeddings."
-                )
             attention = 0.0
             for s, t in pairs:
                 attention += attention_kl_loss(

@@ -297,6 +297,7 @@ def test_tokenizers_with_different_vocabularies_are_refused(tmp_path):
     (dict(alpha_hidden=1.0, layer_map={1: 5}), "teacher layer 5, outside the teacher's depth"),
     (dict(alpha_hidden=1.0, layer_map={3: 1}), "student layer 3, outside the student's depth"),
     (dict(alpha_hidden=1.0, layer_map="12"), "layer_map"),
+    (dict(alpha_attention=1.0, layer_map={0: 0}), "pairs only embeddings"),
 ])
 def test_bad_settings_are_refused_before_training(kwargs, message):
     teacher, student = pretraining_pair()
