@@ -26,8 +26,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-data.txt pyproject.
 run: $(STAMP)
 	$(BIN)/python -m training.demo
 
+# One pytest worker per core of the 2-core CI machines; each test file runs whole
+# in one worker (module fixtures are made once). TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/encoder_inference.py

@@ -226,18 +226,19 @@ def test_distiller_config_round_trips():
     assert restored._layer_pairs == [(1, 2), (2, 4)]
 
 
-@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_and_xla(policy):
+@pytest.mark.parametrize("policy, xla", [("mixed_bfloat16", False), ("mixed_float16", True)])
+def test_mixed_precision_and_xla(policy, xla):
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         teacher, student = pretraining_pair()
         distiller = Distiller(teacher, student, alpha_attention=1.0)
-        distiller.compile(learning_rate=1e-3, jit_compile=True)
+        distiller.compile(learning_rate=1e-3, jit_compile=xla)
         data = batch(teacher.encoder.config)
         history = distiller.fit(tf.data.Dataset.from_tensors(data).repeat(2), verbose=0)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert all(np.isfinite(values[-1]) for values in history.history.values())
+    assert distiller.jit_compile == xla
     assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer) == (
         policy == "mixed_float16")
 
