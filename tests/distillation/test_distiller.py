@@ -40,6 +40,15 @@ def classifier_pair(num_classes=3, **student_overrides):
     return teacher, student
 
 
+def id_features(config, batch_size, length, seed):
+    """Random single-segment id features, every token real, and random labels of 3 classes."""
+    rng = np.random.default_rng(seed)
+    x = {"input_ids": rng.integers(1, config.vocab_size, (batch_size, length)).astype("int32"),
+         "segment_ids": np.zeros((batch_size, length), "int32"),
+         "padding_mask": np.ones((batch_size, length), "int32")}
+    return x, rng.integers(0, 3, batch_size).astype("int32")
+
+
 def test_logged_components_match_the_loss_functions_on_the_models_outputs():
     teacher, student = pretraining_pair()
     data = batch(teacher.encoder.config, batch_size=4)
@@ -116,11 +125,7 @@ def test_the_teacher_is_frozen_and_the_student_trains():
 
 def test_a_tiny_student_learns_its_teachers_predictions():
     teacher, student = classifier_pair(num_classes=3)
-    rng = np.random.default_rng(0)
-    config = teacher.encoder.config
-    x = {"input_ids": rng.integers(1, config.vocab_size, (64, 10)).astype("int32"),
-         "segment_ids": np.zeros((64, 10), "int32"),
-         "padding_mask": np.ones((64, 10), "int32")}
+    x, _ = id_features(teacher.encoder.config, 64, 10, seed=0)
     teacher_classes = np.argmax(teacher.predict(x, verbose=0), -1)
     assert len(set(teacher_classes)) > 1
     distiller = Distiller(teacher, student, temperature=1.0, alpha_ce=1.0, alpha_hard=0.0,
@@ -136,11 +141,7 @@ def test_a_tiny_student_learns_its_teachers_predictions():
 
 def test_evaluate_reports_the_students_own_metrics():
     teacher, student = classifier_pair()
-    config = teacher.encoder.config
-    rng = np.random.default_rng(1)
-    x = {"input_ids": rng.integers(1, config.vocab_size, (8, 6)).astype("int32"),
-         "segment_ids": np.zeros((8, 6), "int32"), "padding_mask": np.ones((8, 6), "int32")}
-    y = rng.integers(0, 3, 8).astype("int32")
+    x, y = id_features(teacher.encoder.config, 8, 6, seed=1)
     distiller = Distiller(teacher, student)
     distiller.compile()
     history = distiller.fit(x, y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y))
@@ -175,8 +176,7 @@ def test_hidden_loss_learns_a_projection_when_widths_differ():
 def test_token_and_span_tasks_distil():
     config = tiny_bert_config()
     rng = np.random.default_rng(2)
-    x = {"input_ids": rng.integers(1, config.vocab_size, (4, 8)).astype("int32"),
-         "segment_ids": np.zeros((4, 8), "int32"), "padding_mask": np.ones((4, 8), "int32")}
+    x, _ = id_features(config, 4, 8, seed=2)
     x["padding_mask"][0, 5:] = 0
     tagger_t = kbk.TokenClassifier(kbk.BertEncoder(config), num_tags=5)
     tagger_s = kbk.TokenClassifier(init_student_from_teacher(tagger_t), num_tags=5)
@@ -361,11 +361,7 @@ def test_soft_targets_alone_still_log_the_students_hard_loss():
 
 def test_callbacks_see_every_component_and_can_stop_training():
     teacher, student = classifier_pair()
-    config = teacher.encoder.config
-    rng = np.random.default_rng(3)
-    x = {"input_ids": rng.integers(1, config.vocab_size, (8, 6)).astype("int32"),
-         "segment_ids": np.zeros((8, 6), "int32"), "padding_mask": np.ones((8, 6), "int32")}
-    y = rng.integers(0, 3, 8).astype("int32")
+    x, y = id_features(teacher.encoder.config, 8, 6, seed=3)
     seen = []
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(logs))
     # A loss that cannot improve by 10 in a step: early stopping ends the run after 2 epochs.
