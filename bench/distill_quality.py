@@ -52,9 +52,11 @@ def load_data(limit):
     return train, test
 
 
-def optimizer(recipe, steps):
+def optimizer(recipe, train_data):
+    """AdamW whose warmup and decay span `recipe["epochs"]` passes over `train_data`."""
     import keras_bert_kit as kbk
 
+    steps = int(train_data.cardinality()) * recipe["epochs"]
     return kbk.create_optimizer(recipe["learning_rate"], num_train_steps=steps,
                                 warmup_fraction=recipe["warmup_fraction"])
 
@@ -77,7 +79,7 @@ def fine_tune_teacher(model_dir, train_data, recipe, path):
         kbk.preprocessor_from_huggingface(model_dir).tokenizer, recipe["max_length"])
     teacher = kbk.SequenceClassifier(kbk.from_huggingface(model_dir), 2,
                                      preprocessor=preprocessor)
-    teacher.compile(optimizer=optimizer(recipe, int(train_data.cardinality()) * recipe["epochs"]))
+    teacher.compile(optimizer=optimizer(recipe, train_data))
     start = time.perf_counter()
     teacher.fit(train_data, epochs=recipe["epochs"], verbose=2)
     seconds = time.perf_counter() - start
@@ -103,7 +105,7 @@ def distill(teacher, train_data, recipe):
     distiller = kbk.Distiller(
         teacher, student, temperature=recipe["temperature"], alpha_ce=recipe["alpha_ce"],
         alpha_hard=recipe["alpha_hard"], alpha_cos=recipe["alpha_cos"])
-    distiller.compile(optimizer=optimizer(recipe, int(train_data.cardinality()) * recipe["epochs"]))
+    distiller.compile(optimizer=optimizer(recipe, train_data))
     start = time.perf_counter()
     distiller.fit(train_data, epochs=recipe["epochs"], verbose=2)
     return student, time.perf_counter() - start
@@ -111,7 +113,7 @@ def distill(teacher, train_data, recipe):
 
 def train_on_labels(teacher, train_data, recipe):
     student = new_student(teacher, recipe)
-    student.compile(optimizer=optimizer(recipe, int(train_data.cardinality()) * recipe["epochs"]))
+    student.compile(optimizer=optimizer(recipe, train_data))
     start = time.perf_counter()
     student.fit(train_data, epochs=recipe["epochs"], verbose=2)
     return student, time.perf_counter() - start

@@ -198,7 +198,7 @@ def finetune_arguments(settings, task):
 
 
 def task_datasets(settings, teacher, task):
-    """(train batches, eval examples, namespace) for task distillation."""
+    """(train batches, eval batches, train examples, eval examples) for task distillation."""
     from training import finetune
 
     args = finetune_arguments(settings, task)

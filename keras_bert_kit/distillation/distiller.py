@@ -114,17 +114,14 @@ def _layer_pairs(layer_map, teacher_depth, student_depth):
         ) from None
     if not pairs:
         raise ValueError("`layer_map` is empty: map at least one student layer to a teacher layer.")
-    for role, index, depth in [
-        (role, index, depth)
-        for s, t in pairs
-        for role, index, depth in (("student", s, student_depth), ("teacher", t, teacher_depth))
-    ]:
-        if not 0 <= index <= depth:
-            raise ValueError(
-                f"`layer_map` names {role} layer {index}, outside the {role}'s depth: its "
-                f"hidden states are 0 (the embeddings) to {depth} (the last of its {depth} "
-                "layers)."
-            )
+    for s, t in pairs:
+        for role, index, depth in (("student", s, student_depth), ("teacher", t, teacher_depth)):
+            if not 0 <= index <= depth:
+                raise ValueError(
+                    f"`layer_map` names {role} layer {index}, outside the {role}'s depth: its "
+                    f"hidden states are 0 (the embeddings) to {depth} (the last of its "
+                    f"{depth} layers)."
+                )
     return pairs
 
 
@@ -365,12 +362,11 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         names = _as_output_dict(self.student.output)
         return self.student._default_loss_weights() or {name: 1.0 for name in names}
 
-    def _item_weights(self, name, logits, x, sample_weight):
+    def _item_weights(self, name, logits, x, y, sample_weight):
         """Which predictions of output `name` count in the soft loss (0: padding)."""
         if name == "mlm_logits":
-            return x["masked_weights"] if "masked_weights" in x else keras.ops.ones_like(
-                x["masked_positions"], "float32"
-            )
+            # The student's own MLM weights, as its hard loss reads them.
+            return self.student._targets(x, y)["masked_weights"]
         if isinstance(sample_weight, dict):
             sample_weight = sample_weight.get(name)
         items_shape = logits.shape[:-1]
@@ -380,7 +376,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             return x["padding_mask"]
         return keras.ops.ones_like(logits[..., 0])
 
-    def _distillation_losses(self, x, sample_weight, teacher, student):
+    def _distillation_losses(self, x, y, sample_weight, teacher, student):
         """{logged name: loss} of every weighted component but the hard loss."""
         losses = {}
         padding_mask = x["padding_mask"]
@@ -390,7 +386,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             soft = 0.0
             for name, weight in self._output_weights().items():
                 if name in teacher_logits and name in student_logits and weight:
-                    items = self._item_weights(name, student_logits[name], x, sample_weight)
+                    items = self._item_weights(name, student_logits[name], x, y, sample_weight)
                     soft += weight * soft_target_loss(
                         teacher_logits[name], student_logits[name], self.temperature, items
                     )
@@ -429,7 +425,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             student = self._student_view(
                 self._select(x, self._student_view, "student"), training=True
             )
-            losses = self._distillation_losses(x, sample_weight, teacher, student)
+            losses = self._distillation_losses(x, y, sample_weight, teacher, student)
             losses["hard_loss"] = self.compute_loss(x, y, student["outputs"], sample_weight)
             loss = 0.0
             for alpha, logged in COMPONENTS:

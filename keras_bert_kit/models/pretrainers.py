@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
 from keras_bert_kit.layers import MaskedLMHead, NextSentenceHead
-from keras_bert_kit.losses import global_weighted_mean
+from keras_bert_kit.losses import global_weighted_mean, unscaled
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
 from keras_bert_kit.models.inputs import (
@@ -207,15 +207,14 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         # unscaled value, as Keras' own loss tracker does.
         # Batches weigh by their size, as in Keras' `loss`, so the logged
         # epoch means still add up: loss = mlm_loss + nsp_loss.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch_size = tf.shape(targets["masked_ids"])[0]
         mlm = masked_lm_loss(targets, y_pred["mlm_logits"])
         weights = self._loss_weights
-        self.mlm_loss_tracker.update_state(mlm * replicas, sample_weight=batch_size)
+        self.mlm_loss_tracker.update_state(unscaled(mlm), sample_weight=batch_size)
         total = weights["mlm_logits"] * mlm
         if self.next_sentence_head is not None:
             nsp = self._nsp_loss(targets["nsp_label"], y_pred["nsp_logits"])
-            self.nsp_loss_tracker.update_state(nsp * replicas, sample_weight=batch_size)
+            self.nsp_loss_tracker.update_state(unscaled(nsp), sample_weight=batch_size)
             total = total + weights["nsp_logits"] * nsp
         if self.losses:
             total = total + keras.ops.sum(self.losses)
