@@ -5,18 +5,18 @@
 - `SpanExtractor` (+ `SpanExtractorPreprocessor`, `decode_answers`): extractive QA.
 """
 
-from keras_bert_kit.tasks.sequence_classifier import (
-    SequenceClassifier,
-    SequenceClassifierPreprocessor,
-)
-from keras_bert_kit.tasks.span_extractor import (
+from keras_bert_kit.tasks.sequence_classifier import SequenceClassifier
+from keras_bert_kit.tasks.sequence_classifier_preprocessor import SequenceClassifierPreprocessor
+from keras_bert_kit.tasks.span_extractor import SpanExtractor
+from keras_bert_kit.tasks.span_extractor_preprocessor import (
     QAFeatures,
-    SpanExtractor,
     SpanExtractorPreprocessor,
     decode_answers,
 )
 from keras_bert_kit.tasks.task import Task
-from keras_bert_kit.tasks.token_classifier import TokenClassifier, TokenClassifierPreprocessor
+from keras_bert_kit.tasks.text_preprocessor import TextPreprocessor
+from keras_bert_kit.tasks.token_classifier import TokenClassifier
+from keras_bert_kit.tasks.token_classifier_preprocessor import TokenClassifierPreprocessor
 
 __all__ = [
     "QAFeatures",
@@ -25,6 +25,7 @@ __all__ = [
     "SpanExtractor",
     "SpanExtractorPreprocessor",
     "Task",
+    "TextPreprocessor",
     "TokenClassifier",
     "TokenClassifierPreprocessor",
     "decode_answers",

@@ -4,82 +4,14 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_bert_kit.data.pipelines import default_bucket_lengths, text_dataset
 from keras_bert_kit.layers import MeanPooler
 from keras_bert_kit.metrics import SparseMacroF1
-from keras_bert_kit.tasks.task import Task, TextPreprocessor
-from keras_bert_kit.tokenization import BertPreprocessor
+from keras_bert_kit.tasks.sequence_classifier_preprocessor import SequenceClassifierPreprocessor
+from keras_bert_kit.tasks.task import Task
 
 POOLINGS = ("cls", "mean")
 
-
-def _check_texts(texts, what):
-    if isinstance(texts, str):
-        raise ValueError(f"`{what}` must be a list of texts, not a single string.")
-    if isinstance(texts, (tf.Tensor, np.ndarray)):
-        return texts
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"`{what}[{i}]` must be a string; got {type(text).__name__}.")
-    return texts
-
-
-@keras.saving.register_keras_serializable(package="keras_bert_kit")
-class SequenceClassifierPreprocessor(TextPreprocessor):
-    """Strings (or pairs of strings) to the encoder's inputs, labels passed through.
-
-    Args:
-        tokenizer: a `BertTokenizer`.
-        sequence_length: the most tokens per example, [CLS] and [SEP] included.
-
-    Call: `preprocessor(x, y=None, sample_weight=None)` where `x` is a batch
-    of strings or a tuple `(texts_a, texts_b)`; returns `x` as id features,
-    packed with `y` and `sample_weight` as Keras expects.
-    """
-
-    def __init__(self, tokenizer, sequence_length=128, **kwargs):
-        super().__init__(tokenizer, sequence_length, **kwargs)
-        self.packer = BertPreprocessor(tokenizer, sequence_length=sequence_length,
-                                       padding="longest")
-
-    def call(self, x, y=None, sample_weight=None):
-        return keras.utils.pack_x_y_sample_weight(self.packer(x), y, sample_weight)
-
-    def dataset(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None):
-        """A batched, preprocessed `tf.data.Dataset` of raw texts (and labels).
-
-        Shuffled datasets are bucketed by length (less padding); unshuffled
-        ones keep the input order, so `predict` outputs line up with `x`.
-        """
-        if isinstance(x, tuple):
-            if len(x) != 2 or any(isinstance(part, str) for part in x):
-                raise ValueError(
-                    f"A tuple is a pair (texts_a, texts_b) of text lists; got a tuple of "
-                    f"{len(x)} {type(x[0]).__name__ if x else 'item'}s. Pass a list for a "
-                    "batch of texts."
-                )
-            texts, pairs = _check_texts(x[0], "texts_a"), _check_texts(x[1], "texts_b")
-        else:
-            texts, pairs = _check_texts(x, "x"), None
-        if y is not None:
-            y = np.asarray(y)
-            if not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"Labels must be integer class ids; got dtype {y.dtype}.")
-        count = len(texts)
-        return text_dataset(
-            texts,
-            self.packer,
-            labels=y,
-            text_pairs=pairs,
-            sample_weights=sample_weight,
-            batch_size=batch_size,
-            bucket_lengths=default_bucket_lengths(self.sequence_length) if shuffle else None,
-            shuffle_buffer_size=count if shuffle else 0,
-            seed=seed,
-        )
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class SequenceClassifier(Task):
