@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_bert_kit.layers import MeanPooler
 from keras_bert_kit.metrics import SparseMacroF1
@@ -124,3 +125,50 @@ class SequenceClassifier(Task):
             "label_names": list(self.label_names) if self.label_names else None,
         }
 
+
+    def text_function(self, pairs=False):
+        """A `tf.function` from raw texts to the classifier's answers, for serving and export.
+
+        Args:
+            pairs: whether the classifier reads text pairs (NLI, paraphrase):
+                the function then takes `text` and `text_pair`. A classifier
+                accepts both at `fit` time; which one it was trained on is the
+                caller's to say.
+
+        The function takes 1-D string tensors of any batch size, by name
+        `text` (and `text_pair`); each batch is padded only to its longest
+        example, and longer texts are cut at the preprocessor's
+        `sequence_length`, as in `predict`. It returns a dict of dense tensors:
+        `logits` and `probabilities`, float32 `[batch, num_classes]`;
+        `label_id`, int32 `[batch]`; and `label`, string `[batch]`, when the
+        classifier has `label_names`. It traces without Python branches on the
+        data: it runs in `tf.data` and exports as a SavedModel signature. Make
+        it once and call it many times (each call of `text_function` traces anew).
+        """
+        preprocessor = self._require_preprocessor()
+        label_names = None if self.label_names is None else tf.constant(self.label_names)
+
+        def answers(x):
+            logits = tf.cast(self._call_on_features(preprocessor(x)), tf.float32)
+            label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            outputs = {
+                "logits": logits,
+                "probabilities": tf.nn.softmax(logits),
+                "label_id": label_id,
+            }
+            if label_names is not None:
+                outputs["label"] = tf.gather(label_names, label_id)
+            return outputs
+
+        if pairs:
+            @tf.function(input_signature=self._text_specs("text", "text_pair"))
+            def classify_text_pairs(text, text_pair):
+                return answers((text, text_pair))
+
+            return classify_text_pairs
+
+        @tf.function(input_signature=self._text_specs("text"))
+        def classify_texts(text):
+            return answers(text)
+
+        return classify_texts

@@ -31,9 +31,14 @@ class SequenceClassifierPreprocessor(TextPreprocessor):
         tokenizer: a `BertTokenizer`.
         sequence_length: the most tokens per example, [CLS] and [SEP] included.
 
-    Call: `preprocessor(x, y=None, sample_weight=None)` where `x` is a batch
-    of strings or a tuple `(texts_a, texts_b)`; returns `x` as id features,
-    packed with `y` and `sample_weight` as Keras expects.
+    Call: `preprocessor(x, y=None, sample_weight=None)` where `x` is a string,
+    a batch of strings (list or 1-D tensor) or a tuple `(texts_a, texts_b)` of
+    those for pairs. Returns `x` as id features (int32 `input_ids`,
+    `segment_ids`, `padding_mask`, `[batch, seq]` padded to the batch's
+    longest example), packed with `y` and `sample_weight` by
+    `keras.utils.pack_x_y_sample_weight`. So `dataset.map(preprocessor)`
+    works on elements `x`, `(x, y)`, `(x, y, sample_weight)`; a pair nests,
+    `((texts_a, texts_b), y)`.
     """
 
     def __init__(self, tokenizer, sequence_length=128, **kwargs):

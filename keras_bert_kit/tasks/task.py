@@ -157,42 +157,56 @@ class Task(MultiWorkerFitMixin, keras.Model):
         """Raises for targets the loss cannot take (e.g. a class id out of range)."""
 
     def _as_dataset(self, x, y, sample_weight, batch_size, shuffle, seed=None):
-        """Raw data as a batched dataset of model inputs; None when `x` needs no preprocessing."""
-        if y is not None and not isinstance(x, tf.data.Dataset):
-            self._check_targets(y)
+        """Batches of model inputs; None when Keras takes `x` as it is.
+
+        Raw Python data goes through `preprocessor.dataset`; a `tf.data.Dataset`
+        of raw elements (`x`, `(x, y)` or `(x, y, sample_weight)`) is mapped
+        through the preprocessor, which every task calls the same way.
+        """
         if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            first = spec[0] if isinstance(spec, tuple) else spec
-            if _is_features(first):
-                if set(first) <= set(self.encoder.input_names):
-                    return None
-                # E.g. a BERT preprocessor's `segment_ids` for a DistilBERT task.
-                return x.map(self._select_inputs, num_parallel_calls=AUTOTUNE)
+            features = keras.utils.unpack_x_y_sample_weight(x.element_spec)[0]
+            if not _is_features(features):
+                x = x.map(self._require_preprocessor(), num_parallel_calls=AUTOTUNE)
+            elif set(features) <= set(self.encoder.input_names):
+                return None
+            # E.g. a BERT preprocessor's `segment_ids` for a DistilBERT task.
+            return x.map(self._select_inputs, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        if y is not None:
+            self._check_targets(y)
         if self.preprocessor is None or _is_features(x):
             return None
-        if isinstance(x, tf.data.Dataset):
-            dataset = x.map(self._preprocess_element, num_parallel_calls=AUTOTUNE)
-        else:
-            dataset = self.preprocessor.dataset(
-                x,
-                y,
-                sample_weight=sample_weight,
-                batch_size=batch_size or DEFAULT_BATCH_SIZE,
-                shuffle=shuffle,
-                seed=seed,
-            )
+        dataset = self.preprocessor.dataset(
+            x,
+            y,
+            sample_weight=sample_weight,
+            batch_size=batch_size or DEFAULT_BATCH_SIZE,
+            shuffle=shuffle,
+            seed=seed,
+        )
         return dataset.map(self._select_inputs).prefetch(AUTOTUNE)
 
-    def _preprocess_element(self, *element):
-        if len(element) == 1:
-            return self.preprocessor(element[0])
-        return self.preprocessor(*element)
+    def _require_preprocessor(self):
+        if self.preprocessor is None:
+            raise ValueError(
+                f"This {type(self).__name__} has no preprocessor, so it takes id features "
+                "(input_ids, padding_mask, ...), not raw data."
+            )
+        return self.preprocessor
 
     def _select_inputs(self, *element):
         """Drops features the encoder does not take (DistilBERT has no `segment_ids`)."""
-        features, *rest = element
+        features, y, sample_weight = keras.utils.unpack_x_y_sample_weight(element)
         features = {name: features[name] for name in self.encoder.input_names}
-        return (features, *rest) if rest else features
+        return keras.utils.pack_x_y_sample_weight(features, y, sample_weight)
+
+    def _call_on_features(self, features):
+        """The model's outputs on a preprocessor's features, in inference mode."""
+        return self(self._select_inputs(features), training=False)
+
+    @staticmethod
+    def _text_specs(*names):
+        """`tf.function` input signature of 1-D string tensors, one per name."""
+        return [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
     def _schedule_auto_optimizer(self, batches_per_epoch, epochs):
         """Replaces the compile-time stand-in with an optimizer whose schedule spans this run."""

@@ -1,13 +1,16 @@
 """Token classification (NER, tagging): one tag per word, predicted at its first sub-token.
 
 Data comes as words, since tagged corpora (CoNLL and the like) are split into
-words already. Each word is tokenized on its own; its tag goes to its first
+words already, or as raw texts, split into words in graph as BERT does
+(`split_words_with_offsets`), with each word's character span. Each word is tokenized on its own; its tag goes to its first
 piece, and its other pieces are left out of the loss (sample weight 0) and of
 decoding, as in the BERT paper's NER set-up. A word that tokenizes to nothing
 (only control characters, say) becomes one [UNK], so no word loses its tag.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -16,8 +19,21 @@ import tensorflow as tf
 from keras_bert_kit.tasks.task import Task
 from keras_bert_kit.tasks.token_classifier_preprocessor import (
     TokenClassifierPreprocessor,
-    check_sentences,
+    check_texts,
+    check_words,
+    is_texts,
 )
+from keras_bert_kit.tokenization.words import split_words_with_offsets
+
+
+class TaggedWord(NamedTuple):
+    """A word of a text, its character span (`text[start:end] == word`) and its tag id."""
+
+    word: str
+    start: int
+    end: int
+    tag_id: int
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
 class TokenClassifier(Task):
@@ -27,13 +43,24 @@ class TokenClassifier(Task):
         encoder: a `BertEncoder` or `DistilBertEncoder`.
         num_tags: number of tags.
         preprocessor: a `TokenClassifierPreprocessor`, so that `fit`,
-            `evaluate`, `predict` and `predict_tags` take words.
+            `evaluate`, `predict` and `predict_tags` take words or texts.
         dropout: dropout rate before the classifier.
         tag_names: optional tag names in id order (e.g. "O", "B-PER", ...).
 
     Outputs float32 logits `[batch, seq, num_tags]`. Default `compile()`:
     cross-entropy from logits averaged over first pieces only, and token
-    accuracy on first pieces. `predict_tags(words)` gives one tag per word.
+    accuracy on first pieces. `predict_tags(words or texts)` gives one tag per
+    word; `text_function()` does the same in one `tf.function`, for export.
+
+    Example:
+    ```python
+    tagger = TokenClassifier(encoder, num_tags=len(names), tag_names=names,
+                             preprocessor=TokenClassifierPreprocessor(tokenizer, 128))
+    tagger.compile()
+    tagger.fit(sentences, tags, epochs=3)  # sentences: lists of words
+    tagger.predict_tags(["Ada Lovelace lived in London."])
+    # [[TaggedWord(word='Ada', start=0, end=3, tag_id=1), ...]]
+    ```
     """
 
     def __init__(
@@ -84,45 +111,90 @@ class TokenClassifier(Task):
                         f"{self.num_tags}-tag classifier."
                     )
 
-    def predict_tags(self, words, batch_size=32):
-        """One tag id per word, for every word of every sentence.
+    def predict_tags(self, texts_or_words, batch_size=32):
+        """One tag id per word: of pre-split sentences, or of raw texts.
 
         Sentences longer than the preprocessor's `sequence_length` are split
         into windows of whole words, so no word goes without a tag.
 
         Args:
-            words: a list of sentences, each a list of words.
+            texts_or_words: a list of sentences, each a list of words; or a
+                list of texts, split into words as BERT does (whitespace
+                separates words; each punctuation character and CJK
+                ideograph is a word of its own: `split_words`).
+            batch_size: windows per forward pass.
 
         Returns:
-            A list (per sentence) of lists of tag ids; map them through
-            `tag_names` for names.
+            For sentences of words, a list (per sentence) of lists of tag ids.
+            For texts, a list (per text) of lists of `TaggedWord(word, start,
+            end, tag_id)`, with `text[start:end] == word` (character offsets);
+            a text without words gets `[]`. Map tag ids through `tag_names`
+            for names.
         """
-        if self.preprocessor is None:
-            raise ValueError("predict_tags needs a TokenClassifier built with a preprocessor.")
-        words, _ = check_sentences(words, None)
-        counts = self.preprocessor.word_pieces(
-            tf.ragged.constant(words, dtype=tf.string)
-        ).row_lengths(axis=2)
-        budget = self.preprocessor.sequence_length - 2
-        windows, layout = [], []  # layout: (sentence, word start, token positions)
-        for i, sentence_counts in enumerate(counts.to_list()):
-            start = 0
-            while start < len(sentence_counts):
-                end, used, positions = start, 0, []
-                while end < len(sentence_counts) and (
-                    end == start or used + sentence_counts[end] <= budget
-                ):
-                    positions.append(1 + used)  # after [CLS]
-                    used += sentence_counts[end]
-                    end += 1
-                windows.append(words[i][start:end])
-                layout.append((i, positions))
-                start = end
-        logits = self.predict(windows, batch_size=batch_size, verbose=0)
-        tags = [[] for _ in words]
-        for (i, positions), window_logits in zip(layout, logits):
-            tags[i] += np.argmax(window_logits[positions], axis=-1).tolist()
-        return tags
+        preprocessor = self._require_preprocessor()
+        if is_texts(texts_or_words):
+            texts = check_texts(texts_or_words)
+            words, starts, ends = split_words_with_offsets(texts)
+        else:
+            words = tf.ragged.constant(check_words(texts_or_words), dtype=tf.string)
+        features, window_index, token_position = preprocessor.windows(words)
+        if features["input_ids"].shape[0]:
+            logits = self.predict(self._select_inputs(features), batch_size=batch_size,
+                                  verbose=0)
+        else:  # Only texts without words: nothing to run.
+            logits = np.zeros((0, 0, self.num_tags), "float32")
+        tag_ids = self._tags_at(logits, window_index, token_position).to_list()
+        if not is_texts(texts_or_words):
+            return tag_ids
+        return [
+            [TaggedWord(word.decode("utf-8"), *spans) for word, *spans in zip(*columns)]
+            for columns in zip(words.to_list(), starts.to_list(), ends.to_list(), tag_ids)
+        ]
+
+    @staticmethod
+    def _tags_at(logits, window_index, token_position):
+        """Ragged `[batch, (words)]` int32 tag ids, read at each word's first piece."""
+        indices = tf.stack([window_index.flat_values, token_position.flat_values], axis=1)
+        tag_ids = tf.argmax(tf.gather_nd(logits, indices), axis=-1, output_type=tf.int32)
+        return window_index.with_flat_values(tag_ids)
+
+    def text_function(self):
+        """A `tf.function` from raw texts to per-word tags, for serving and export.
+
+        The function takes a 1-D string tensor `text` of any batch size. Each
+        text is split into words in graph (`split_words_with_offsets`), and
+        sentences longer than `sequence_length` into windows of whole words,
+        as `predict_tags` does, so every word is tagged; windows are padded
+        only to the longest of the batch. It returns a dict of dense tensors,
+        `max_words` being the most words of a text in the batch:
+        `tag_ids`, int32 `[batch, max_words]`, -1 past a text's words;
+        `starts` and `ends`, int32 `[batch, max_words]`, each word's character
+        (code point) offsets in its text, -1 past its words; `word_count`,
+        int32 `[batch]`; and `tags`, string `[batch, max_words]` ("" past the
+        words), when the tagger has `tag_names`. It traces without Python
+        branches on the data: it runs in `tf.data` and exports as a SavedModel
+        signature. Make it once and call it many times.
+        """
+        preprocessor = self._require_preprocessor()
+        tag_names = None if self.tag_names is None else tf.constant(self.tag_names)
+
+        @tf.function(input_signature=self._text_specs("text"))
+        def tag_texts(text):
+            words, starts, ends = split_words_with_offsets(text)
+            features, window_index, token_position = preprocessor.windows(words)
+            logits = self._call_on_features(features)
+            tag_ids = self._tags_at(logits, window_index, token_position)
+            outputs = {
+                "tag_ids": tag_ids.to_tensor(-1),
+                "starts": tf.cast(starts, tf.int32).to_tensor(-1),
+                "ends": tf.cast(ends, tf.int32).to_tensor(-1),
+                "word_count": tf.cast(words.row_lengths(), tf.int32),
+            }
+            if tag_names is not None:
+                outputs["tags"] = tf.gather(tag_names, tag_ids).to_tensor("")
+            return outputs
+
+        return tag_texts
 
     def get_config(self):
         return {

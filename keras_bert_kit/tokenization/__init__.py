@@ -1,4 +1,4 @@
-"""In-graph WordPiece tokenization, BERT input packing and vocabulary training."""
+"""In-graph WordPiece tokenization, BERT input packing, word splitting and vocabulary training."""
 
 from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
 from keras_bert_kit.tokenization.tokenizer import BertTokenizer, normalize_text
@@ -14,6 +14,7 @@ from keras_bert_kit.tokenization.vocabulary import (
     standard_reserved_tokens,
 )
 from keras_bert_kit.tokenization.vocabulary_training import train_wordpiece_vocabulary
+from keras_bert_kit.tokenization.words import split_words, split_words_with_offsets
 
 __all__ = [
     "CLS_TOKEN",
@@ -27,6 +28,8 @@ __all__ = [
     "load_vocabulary",
     "normalize_text",
     "save_vocabulary",
+    "split_words",
+    "split_words_with_offsets",
     "standard_reserved_tokens",
     "train_wordpiece_vocabulary",
 ]

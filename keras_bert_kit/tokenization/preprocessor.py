@@ -52,10 +52,16 @@ class BertPreprocessor(keras.layers.Layer):
             shapes, as serving and TFLite want); `"longest"` pads a batch to its
             longest example (less work in training).
 
-    Call it on a string, a list or 1-D tensor of strings, or a **tuple**
-    `(texts_a, texts_b)` of those for pairs (a list is always a batch). Returns
-    a dict of int32 tensors `[batch, seq]` (`[seq]` for a single string):
-    `input_ids`, `segment_ids`, `padding_mask` (1 = real token).
+    Call: `preprocessor(x, y=None, sample_weight=None)`, the calling
+    convention of every preprocessor here and in keras-hub. `x` is a string, a
+    list or 1-D tensor of strings, or a **tuple** `(texts_a, texts_b)` of those
+    for pairs (a list is always a batch). It becomes a dict of int32 tensors
+    `[batch, seq]` (`[seq]` for a single string): `input_ids`, `segment_ids`,
+    `padding_mask` (1 = real token). `y` and `sample_weight` pass through; the
+    result is packed by `keras.utils.pack_x_y_sample_weight`: the dict alone
+    without `y`, else `(features, y)` or `(features, y, sample_weight)`. So
+    `dataset.map(preprocessor)` works on elements `x`, `(x, y)` and
+    `(x, y, sample_weight)` (a pair nests: `((texts_a, texts_b), y)`).
     """
 
     def __init__(self, tokenizer, sequence_length=512, padding="max_length", **kwargs):
@@ -139,7 +145,10 @@ class BertPreprocessor(keras.layers.Layer):
             )
         return tensors, scalar
 
-    def call(self, inputs):
+    def call(self, x, y=None, sample_weight=None):
+        return keras.utils.pack_x_y_sample_weight(self._features(x), y, sample_weight)
+
+    def _features(self, inputs):
         segments, scalar = self._segments(inputs)
         tokenized = [self.tokenizer.tokenize(s) for s in segments]
         # [CLS] + one [SEP] per segment.
@@ -173,14 +182,15 @@ class BertPreprocessor(keras.layers.Layer):
             outputs = {name: value[0] for name, value in outputs.items()}
         return outputs
 
-    def compute_output_spec(self, inputs):
-        first = inputs[0] if isinstance(inputs, tuple) else inputs
+    def compute_output_spec(self, x, y=None, sample_weight=None):
+        first = x[0] if isinstance(x, tuple) else x
         length = self.sequence_length if self.padding == "max_length" else None
         shape = tuple(first.shape) + (length,)
-        return {
+        features = {
             name: keras.KerasTensor(shape, dtype="int32")
             for name in ("input_ids", "segment_ids", "padding_mask")
         }
+        return keras.utils.pack_x_y_sample_weight(features, y, sample_weight)
 
     def get_config(self):
         config = super().get_config()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import unicodedata
 
+import tensorflow as tf
+
 # CJK Unified Ideographs and their extensions: BERT splits around each one.
 _CJK_RANGES = (
     (0x4E00, 0x9FFF),
@@ -60,3 +62,59 @@ def split_words(text: str) -> list[tuple[int, int]]:
     if start is not None:
         spans.append((start, len(text)))
     return spans
+
+
+# The same rules as regular expressions over single characters, for the graph.
+_WHITESPACE_PATTERN = r"[ \t\n\r]|\p{Zs}"
+_STANDS_ALONE_PATTERN = "[!-/:-@\\[-`{-~]|\\p{P}|[" + "".join(
+    f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in _CJK_RANGES
+) + "]"
+
+
+def split_words_with_offsets(texts):
+    """`split_words` in TensorFlow ops: BERT's basic tokens of a batch of texts.
+
+    Runs eagerly, in a `tf.function`, in `tf.data` and in a SavedModel.
+
+    Args:
+        texts: a string or 1-D batch of strings (tensor, list or array).
+
+    Returns:
+        `(words, starts, ends)`: ragged `[batch, (words)]` tensors (`[(words)]`
+        for a single string) of the words (UTF-8 strings) and their int64
+        character (Unicode code point) offsets, so that for a Python string
+        `text[start:end] == word`, exactly as `split_words(text)` gives them.
+        Invalid UTF-8 is read as Python's `bytes.decode("utf-8", "replace")`
+        does: each bad sequence is one U+FFFD character, inside a word.
+    """
+    texts = tf.convert_to_tensor(texts, tf.string)
+    if texts.shape.rank not in (0, 1):
+        raise ValueError(f"Texts must be a string or a 1-D batch of strings; got {texts.shape}.")
+    if texts.shape.rank == 0:
+        words, starts, ends = split_words_with_offsets(texts[tf.newaxis])
+        return words[0], starts[0], ends[0]
+    characters = tf.strings.unicode_split(texts, "UTF-8", errors="replace")
+    flat = characters.flat_values
+    is_space = tf.strings.regex_full_match(flat, _WHITESPACE_PATTERN)
+    alone = tf.strings.regex_full_match(flat, _STANDS_ALONE_PATTERN)
+    positions = tf.ragged.range(characters.row_lengths()).flat_values
+    in_run = ~is_space & ~alone  # characters that join their neighbours into a word
+    continues = tf.concat([[False], in_run[:-1]], axis=0) & in_run & (positions > 0)
+    starts_word = alone | (in_run & ~continues)
+    in_word = ~is_space
+    word_of_character = tf.boolean_mask(tf.cumsum(tf.cast(starts_word, tf.int64)) - 1, in_word)
+    word_count = tf.reduce_sum(tf.cast(starts_word, tf.int64))
+    words = tf.strings.unsorted_segment_join(
+        tf.boolean_mask(flat, in_word), word_of_character, word_count
+    )
+    starts = tf.boolean_mask(positions, starts_word)
+    ends = tf.math.unsorted_segment_max(
+        tf.boolean_mask(positions, in_word), word_of_character, word_count
+    ) + 1
+    words_per_text = tf.reduce_sum(
+        characters.with_flat_values(tf.cast(starts_word, tf.int64)), axis=1
+    )
+    return tuple(
+        tf.RaggedTensor.from_row_lengths(values, words_per_text, validate=False)
+        for values in (words, starts, ends)
+    )
