@@ -233,7 +233,9 @@ class TokenClassifierPreprocessor(TextPreprocessor):
             return start + count, start
 
         zeros = tf.zeros([counts.nrows()], tf.int64)
-        _, starts = tf.scan(add_word, tf.transpose(counts.to_tensor()), initializer=(zeros, zeros))
+        # One column more than the longest sentence: tf.scan cannot stack zero steps.
+        columns = tf.transpose(tf.pad(counts.to_tensor(), [[0, 0], [0, 1]]))
+        _, starts = tf.scan(add_word, columns, initializer=(zeros, zeros))
         starts = tf.RaggedTensor.from_tensor(tf.transpose(starts), lengths=counts.row_lengths())
         # A word at position 0 of its window opens it; sentences follow each other.
         opens = tf.cast(starts.flat_values == 0, tf.int64)

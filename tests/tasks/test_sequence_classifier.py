@@ -121,3 +121,72 @@ def test_bad_input(uncased_tokenizer):
         model.predict("just one", verbose=0)
     with pytest.raises(ValueError, match="integer class ids"):
         model.fit(TEXTS[:2], [0.5, 1.0], verbose=0)
+
+
+def test_preprocessor_maps_over_a_dataset_of_raw_strings(uncased_tokenizer):
+    import tensorflow as tf
+
+    preprocessor = SequenceClassifierPreprocessor(uncased_tokenizer, 8)
+    texts = TEXTS + ["a much longer text than eight tokens can hold, cut at the end"]
+    labels, weights = LABELS + [1], [1.0, 0.5, 2.0, 1.0, 1.0, 0.0, 3.0]
+    expected = preprocessor(texts, tf.constant(labels), tf.constant(weights))
+    assert expected[0]["input_ids"].shape == (7, 8)
+    data = tf.data.Dataset.from_tensor_slices((texts, labels, weights))
+    batched = next(iter(data.batch(7).map(preprocessor)))
+    one_by_one = next(iter(data.map(preprocessor).padded_batch(7)))  # [PAD] is id 0
+    for got in (batched, one_by_one):
+        tf.nest.map_structure(np.testing.assert_array_equal, got, expected)
+
+
+def test_raw_tf_data_carries_sample_weights_through_the_preprocessor(uncased_tokenizer):
+    import tensorflow as tf
+
+    model = classifier(uncased_tokenizer)
+    model.compile()
+    weights = [1.0, 0.0, 2.0, 0.0, 1.0, 0.5]
+    data = tf.data.Dataset.from_tensor_slices((TEXTS, LABELS, weights)).batch(4)
+    from_dataset = model.evaluate(data, verbose=0, return_dict=True)
+    from_lists = model.evaluate(TEXTS, LABELS, sample_weight=weights, batch_size=4, verbose=0,
+                                return_dict=True)
+    unweighted = model.evaluate(TEXTS, LABELS, batch_size=4, verbose=0, return_dict=True)
+    assert abs(from_dataset["loss"] - from_lists["loss"]) < 1e-5
+    assert abs(from_dataset["loss"] - unweighted["loss"]) > 1e-4
+
+
+def test_text_function_equals_predict(uncased_tokenizer):
+    import tensorflow as tf
+
+    model = SequenceClassifier(
+        tiny_encoder("distilbert"), num_classes=3, dropout=0.0, label_names=["a", "b", "c"],
+        preprocessor=SequenceClassifierPreprocessor(uncased_tokenizer, 8),
+    )
+    texts = TEXTS + ["a much longer text than eight tokens can hold, cut at the end"]
+    classify = model.text_function()
+    outputs = classify(tf.constant(texts))
+    assert sorted(outputs) == ["label", "label_id", "logits", "probabilities"]
+    logits = model.predict(texts, batch_size=3, verbose=0)
+    np.testing.assert_allclose(outputs["logits"], logits, atol=1e-5)
+    np.testing.assert_allclose(outputs["probabilities"], tf.nn.softmax(logits), atol=1e-5)
+    assert outputs["label_id"].dtype == tf.int32
+    np.testing.assert_array_equal(outputs["label_id"], np.argmax(logits, -1))
+    assert outputs["label"].numpy().tolist() == [
+        "abc"[i].encode() for i in np.argmax(logits, -1)]
+    # In tf.data, batch by batch, each padded to its own longest text.
+    mapped = tf.data.Dataset.from_tensor_slices(texts).batch(3).map(classify)
+    np.testing.assert_allclose(
+        np.concatenate([batch["logits"] for batch in mapped]), logits, atol=1e-5)
+    firsts, seconds = texts[:4], texts[3:]
+    pairs = model.text_function(pairs=True)(text=tf.constant(firsts),
+                                            text_pair=tf.constant(seconds))
+    np.testing.assert_allclose(
+        pairs["logits"], model.predict((firsts, seconds), verbose=0), atol=1e-5)
+
+
+def test_text_function_without_label_names_or_preprocessor(uncased_tokenizer):
+    import tensorflow as tf
+
+    outputs = classifier(uncased_tokenizer).text_function()(tf.constant(TEXTS[:2]))
+    assert sorted(outputs) == ["label_id", "logits", "probabilities"]
+    assert outputs["logits"].shape == (2, 2)
+    with pytest.raises(ValueError, match="no preprocessor"):
+        SequenceClassifier(tiny_encoder(), 2).text_function()

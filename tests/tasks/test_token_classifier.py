@@ -102,3 +102,116 @@ def test_bad_input(uncased_tokenizer):
         model.predict_tags([["ok", 3]])
     with pytest.raises(ValueError, match="num_tags"):
         TokenClassifier(tiny_encoder(), 1)
+
+
+TEXTS = ["John Smithsonian visited Berlin.", "", "Mary lives in Paris, \u00e9t\u00e9 \u4e2d\u6587!",
+         "ctrl\x00 \x00 zero\u200bwidth \U0001F600 emoji"]
+
+
+def _python_words(texts):
+    from keras_bert_kit.tokenization import split_words
+
+    return [[text[s:e] for s, e in split_words(text)] for text in texts]
+
+
+def test_preprocessor_takes_texts_as_their_words(uncased_tokenizer):
+    preprocessor = TokenClassifierPreprocessor(uncased_tokenizer, sequence_length=12)
+    texts = [TEXTS[0], TEXTS[2], TEXTS[3]]
+    words = _python_words(texts)
+    tags = tf.ragged.constant([[i % 4 for i in range(len(w))] for w in words])
+    weights = tf.constant([1.0, 0.5, 2.0])
+    expected = preprocessor(tf.ragged.constant(words), tags, weights)
+    tf.nest.map_structure(np.testing.assert_array_equal,
+                          preprocessor(texts, tags, weights), expected)
+    # The same layer over datasets: raw texts one by one, or sentences of words in batches.
+    by_text = tf.data.Dataset.from_tensor_slices((texts, tags, weights))
+    by_words = tf.data.Dataset.from_tensor_slices((tf.ragged.constant(words), tags, weights))
+    for batch in (next(iter(by_text.map(preprocessor).padded_batch(3))),
+                  next(iter(by_text.batch(3).map(preprocessor))),
+                  next(iter(by_words.ragged_batch(3).map(preprocessor)))):
+        tf.nest.map_structure(np.testing.assert_array_equal, batch, expected)
+    features = preprocessor("Mary lives")
+    assert features["input_ids"].shape == (4,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one tag per word"):
+        preprocessor(texts, tags[:, :2])
+
+
+def test_windows_hold_whole_words_greedily(uncased_tokenizer):
+    preprocessor = TokenClassifierPreprocessor(uncased_tokenizer, sequence_length=8)
+    words = [["Pneumonoultramicroscopic", "a", "Ouagadougou", "b", "Lovelace", "Kasparov", "c"],
+             ["x"], [], ["Wittgenstein"] * 3]
+    features, window_index, token_position = preprocessor.windows(
+        tf.ragged.constant(words, dtype=tf.string))
+    # The reference: a window takes the next words while their pieces fit in 6
+    # tokens, and always at least one word.
+    windows, expected_index, expected_position = [], [], []
+    for sentence in words:
+        counts = [len(uncased_tokenizer.tokenize(word).numpy()) for word in sentence]
+        index, position, start = [], [], 0
+        while start < len(sentence):
+            end, used = start, 0
+            while end < len(sentence) and (end == start or used + counts[end] <= 6):
+                index.append(len(windows))
+                position.append(1 + used)
+                used += counts[end]
+                end += 1
+            windows.append(sentence[start:end])
+            start = end
+        expected_index.append(index)
+        expected_position.append(position)
+    assert window_index.to_list() == expected_index
+    assert token_position.to_list() == expected_position
+    assert expected_index[0] == [0, 1, 1, 2, 2, 2, 3] and len(windows) == 8
+    packed = preprocessor(tf.ragged.constant(windows))
+    tf.nest.map_structure(np.testing.assert_array_equal, features, packed)
+
+
+def test_predict_tags_and_text_function_on_raw_texts(uncased_tokenizer):
+    model = TokenClassifier(
+        tiny_encoder("distilbert"), num_tags=4, dropout=0.0, tag_names=["O", "A", "B", "C"],
+        preprocessor=TokenClassifierPreprocessor(uncased_tokenizer, sequence_length=8),
+    )
+    texts = TEXTS + [" ".join(["Wittgenstein"] * 4)]  # 16 pieces: 4 windows of 6 tokens
+    tagged = model.predict_tags(texts)
+    words = _python_words(texts)
+    assert [[t.word for t in text_tags] for text_tags in tagged] == words
+    for text, text_tags in zip(texts, tagged):
+        assert all(text[t.start:t.end] == t.word for t in text_tags)
+    assert tagged[1] == []
+    nonempty = [w for w in words if w]
+    assert [[t.tag_id for t in text_tags] for text_tags in tagged if text_tags] == (
+        model.predict_tags(nonempty))
+    tag_texts = model.text_function()
+    outputs = tag_texts(tf.constant(texts))
+    assert sorted(outputs) == ["ends", "starts", "tag_ids", "tags", "word_count"]
+    assert outputs["word_count"].numpy().tolist() == [len(w) for w in words]
+    most = max(len(w) for w in words)
+    for name, field in (("tag_ids", "tag_id"), ("starts", "start"), ("ends", "end")):
+        assert outputs[name].dtype == tf.int32 and outputs[name].shape == (len(texts), most)
+        assert outputs[name].numpy().tolist() == [
+            [getattr(t, field) for t in text_tags] + [-1] * (most - len(text_tags))
+            for text_tags in tagged]
+    assert outputs["tags"].numpy().tolist() == [
+        [b"OABC"[t.tag_id:t.tag_id + 1] for t in text_tags] + [b""] * (most - len(text_tags))
+        for text_tags in tagged]
+    # In tf.data, batch by batch; and a batch of nothing.
+    for i, batch in enumerate(tf.data.Dataset.from_tensor_slices(texts).batch(2).map(tag_texts)):
+        count = batch["word_count"].numpy()
+        for row, text_tags in zip(batch["tag_ids"].numpy(), tagged[2 * i:2 * i + 2]):
+            assert row[:len(text_tags)].tolist() == [t.tag_id for t in text_tags]
+        assert count.tolist() == [len(w) for w in words[2 * i:2 * i + 2]]
+    assert tag_texts(tf.constant([], tf.string))["tag_ids"].shape == (0, 0)
+
+
+def test_raw_tf_data_of_texts_and_tags(uncased_tokenizer):
+    model = tagger(uncased_tokenizer)
+    model.compile()
+    texts = [" ".join(sentence) for sentence in WORDS]
+    data = tf.data.Dataset.from_tensor_slices((texts, tf.ragged.constant(TAGS))).batch(2)
+    from_dataset = model.evaluate(data, verbose=0, return_dict=True)
+    from_texts = model.evaluate(texts, TAGS, verbose=0, return_dict=True)
+    from_words = model.evaluate(WORDS, TAGS, verbose=0, return_dict=True)
+    assert abs(from_dataset["loss"] - from_words["loss"]) < 1e-5
+    assert abs(from_texts["loss"] - from_words["loss"]) < 1e-5
+    with pytest.raises(ValueError, match="Sentence 0 has 4 words but 5 tags"):
+        model.fit(["only four words here"], [[0, 0, 0, 0, 0]], verbose=0)

@@ -59,6 +59,31 @@ def test_in_tf_data_and_tf_function(uncased_tokenizer):
     np.testing.assert_array_equal(fn(tf.constant(TEXTS))["input_ids"], expected)
 
 
+def test_one_calling_convention_x_y_sample_weight(uncased_tokenizer):
+    p = kbk.BertPreprocessor(uncased_tokenizer, 16, padding="longest")
+    features = p(TEXTS)
+    assert isinstance(features, dict)
+    labels, weights = tf.constant([1, 0, 1]), tf.constant([1.0, 0.5, 2.0])
+    with_labels = p(TEXTS, labels)
+    assert isinstance(with_labels, tuple) and len(with_labels) == 2
+    np.testing.assert_array_equal(with_labels[0]["input_ids"], features["input_ids"])
+    np.testing.assert_array_equal(with_labels[1], labels)
+    packed, y, w = p(TEXTS, labels, weights)
+    np.testing.assert_array_equal(w, weights)
+    pairs = (TEXTS, TEXTS[::-1])
+    pair_features, pair_labels = p(pairs, y=labels)
+    np.testing.assert_array_equal(pair_features["segment_ids"], p(pairs)["segment_ids"])
+    # The same layer maps over datasets of raw x, (x, y), (x, y, w) and ((a, b), y).
+    for element, expected in (
+        (TEXTS, features),
+        ((TEXTS, labels), with_labels),
+        ((TEXTS, labels, weights), (packed, y, w)),
+        ((pairs, labels), (pair_features, pair_labels)),
+    ):
+        batch = next(iter(tf.data.Dataset.from_tensor_slices(element).batch(3).map(p)))
+        tf.nest.map_structure(np.testing.assert_array_equal, batch, expected)
+
+
 def test_saved_model_works_after_vocab_file_is_deleted(tmp_path, bert_vocab_path):
     vocab = tmp_path / "vocab.txt"
     save_vocabulary(load_vocabulary(bert_vocab_path), vocab)
