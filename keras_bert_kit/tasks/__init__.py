@@ -1,7 +1,8 @@
 """Fine-tuning tasks: encoder + head + preprocessor, trained with `fit` on raw data.
 
 - `SequenceClassifier` (+ `SequenceClassifierPreprocessor`): texts or text pairs.
-- `TokenClassifier` (+ `TokenClassifierPreprocessor`): NER and tagging, per word.
+- `TokenClassifier` (+ `TokenClassifierPreprocessor`): NER and tagging, per word (of
+  pre-split sentences or of raw texts, `TaggedWord`).
 - `SpanExtractor` (+ `SpanExtractorPreprocessor`, `decode_answers`): extractive QA.
 """
 
@@ -15,7 +16,7 @@ from keras_bert_kit.tasks.span_extractor_preprocessor import (
 )
 from keras_bert_kit.tasks.task import Task
 from keras_bert_kit.tasks.text_preprocessor import TextPreprocessor
-from keras_bert_kit.tasks.token_classifier import TokenClassifier
+from keras_bert_kit.tasks.token_classifier import TaggedWord, TokenClassifier
 from keras_bert_kit.tasks.token_classifier_preprocessor import TokenClassifierPreprocessor
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SequenceClassifierPreprocessor",
     "SpanExtractor",
     "SpanExtractorPreprocessor",
+    "TaggedWord",
     "Task",
     "TextPreprocessor",
     "TokenClassifier",

@@ -14,11 +14,9 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_kit.tasks.text_preprocessor import TextPreprocessor
-from keras_bert_kit.tokenization.words import split_words, split_words_with_offsets
+from keras_bert_kit.tokenization.words import split_words_with_offsets
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-PADDINGS = ("longest", "max_length")
 
 
 def check_words(words):
@@ -203,7 +201,7 @@ class TokenClassifierPreprocessor(TextPreprocessor):
     def call(self, x, y=None, sample_weight=None):
         return keras.utils.pack_x_y_sample_weight(*self._preprocess(x, y, sample_weight))
 
-    def windows(self, words, padding="longest"):
+    def windows(self, words):
         """Windows of whole words that fit `sequence_length`, so that every word gets a tag.
 
         Each sentence is cut greedily: a window takes the next words while
@@ -212,16 +210,13 @@ class TokenClassifierPreprocessor(TextPreprocessor):
 
         Args:
             words: ragged `[batch, (words)]` words.
-            padding: "longest" or "max_length" (`sequence_length`).
 
         Returns:
             `(features, window_index, token_position)`: the encoder inputs of
-            every window, `[windows, seq]`; and per word, ragged
+            every window, `[windows, seq]`, padded to the longest; and per word, ragged
             `[batch, (words)]` int64, the window it is in and the position of
             its first piece there. A sentence without words has no window.
         """
-        if padding not in PADDINGS:
-            raise ValueError(f"`padding` must be one of {PADDINGS}; got {padding!r}.")
         pieces = self.word_pieces(words)
         counts = pieces.row_lengths(axis=2)
         budget = tf.constant(self.sequence_length - 2, tf.int64)
@@ -243,14 +238,14 @@ class TokenClassifierPreprocessor(TextPreprocessor):
         window_pieces = tf.RaggedTensor.from_value_rowids(
             pieces.values, window_index, nrows=tf.reduce_sum(opens)
         )
-        features, _, _ = self._pack(window_pieces, padding=padding)
+        features, _, _ = self._pack(window_pieces)
         return features, starts.with_flat_values(window_index), starts + 1  # after [CLS]
 
     def dataset(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False, seed=None):
         """A batched, preprocessed dataset of sentences (words or texts) and their tag ids.
 
         `x` is a list of sentences, each a list of words, or a list of texts
-        (split into words as `split_words` does). Unshuffled datasets are
+        (split into words by `split_words_with_offsets`). Unshuffled datasets are
         padded to `sequence_length`, so that `predict` can stack the batches
         in input order.
         """
@@ -258,7 +253,7 @@ class TokenClassifierPreprocessor(TextPreprocessor):
             texts = check_texts(x)
             column = tf.constant(texts, tf.string)
             if y is not None:
-                y = check_tags([len(split_words(text)) for text in texts], y)
+                y = check_tags(split_words_with_offsets(column)[0].row_lengths().numpy(), y)
             count = len(texts)
         else:
             words, y = check_sentences(x, y)

@@ -3,7 +3,14 @@
 WordPiece runs on these words, so tokenizing each word on its own gives the
 same pieces as tokenizing the whole text, and every piece can be traced back
 to the characters of the original text it came from. Extractive QA uses this
-to turn predicted token spans into character spans of the context.
+to turn predicted token spans into character spans of the context, and the
+tagger to tag the words of raw text.
+
+`split_words` is the Python reference; `split_words_with_offsets` does the same
+in TensorFlow ops, for `tf.data` and SavedModels. Both classify characters by
+Unicode category, Python through `unicodedata`, TensorFlow through RE2's
+tables; where those follow different Unicode versions, punctuation newer than
+the older one splits in one and not in the other (Python 3.11 knows Unicode 14).
 """
 
 from __future__ import annotations
