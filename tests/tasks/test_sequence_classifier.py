@@ -188,5 +188,10 @@ def test_text_function_without_label_names_or_preprocessor(uncased_tokenizer):
     outputs = classifier(uncased_tokenizer).text_function()(tf.constant(TEXTS[:2]))
     assert sorted(outputs) == ["label_id", "logits", "probabilities"]
     assert outputs["logits"].shape == (2, 2)
+    bare = SequenceClassifier(tiny_encoder(), 2)
     with pytest.raises(ValueError, match="no preprocessor"):
-        SequenceClassifier(tiny_encoder(), 2).text_function()
+        bare.text_function()
+    with pytest.raises(ValueError, match="no preprocessor"):
+        bare.predict(tf.data.Dataset.from_tensor_slices(TEXTS).batch(2), verbose=0)
+    assert keras.saving.get_registered_name(kbk.tasks.TextPreprocessor) == (
+        "keras_bert_kit>TextPreprocessor")

@@ -102,6 +102,12 @@ def test_bad_input(uncased_tokenizer):
         model.predict_tags([["ok", 3]])
     with pytest.raises(ValueError, match="num_tags"):
         TokenClassifier(tiny_encoder(), 1)
+    with pytest.raises(ValueError, match="not a single string"):
+        model.predict_tags("one text")
+    with pytest.raises(ValueError, match="Text 1 must be a string"):
+        model.predict_tags(["fine", b"bytes"])
+    with pytest.raises(ValueError, match="no preprocessor"):
+        TokenClassifier(tiny_encoder(), 2).predict_tags(WORDS)
 
 
 TEXTS = ["John Smithsonian visited Berlin.", "", "Mary lives in Paris, \u00e9t\u00e9 \u4e2d\u6587!",
