@@ -5,8 +5,8 @@ words already, or as raw texts, split into words in graph as BERT does
 (`split_words_with_offsets`), with each word's character span. Each word is
 tokenized on its own; its tag goes to its first piece, and its other pieces
 are left out of the loss (sample weight 0) and of decoding, as in the BERT
-paper's NER set-up. A word that tokenizes to nothing
-(only control characters, say) becomes one [UNK], so no word loses its tag.
+paper's NER set-up. A word that tokenizes to nothing (only control
+characters, say) becomes one [UNK], so no word loses its tag.
 """
 
 from __future__ import annotations
