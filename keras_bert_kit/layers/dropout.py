@@ -3,6 +3,7 @@
 import keras
 
 from keras_bert_kit.layers import training_kernels
+from keras_bert_kit.layers.training_flag import by_training
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -36,9 +37,13 @@ class Dropout(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=False):
-        if not training or self.rate == 0:
+        if self.rate == 0:
             return inputs
-        return training_kernels.dropout(inputs, self.rate, self.seed_generator.next())
+        return by_training(
+            training,
+            lambda: training_kernels.dropout(inputs, self.rate, self.seed_generator.next()),
+            lambda: inputs,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

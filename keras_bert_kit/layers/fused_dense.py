@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.layers.activations import get_activation
+from keras_bert_kit.layers.training_flag import by_training
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -63,7 +64,8 @@ class FusedDense(keras.layers.Layer):
     def _activate(self, x, training):
         if self._activations is None:
             return x
-        return self._activations[bool(training)](x)
+        at_inference, in_training = self._activations
+        return by_training(training, lambda: in_training(x), lambda: at_inference(x))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

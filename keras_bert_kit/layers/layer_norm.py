@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.layers import training_kernels
+from keras_bert_kit.layers.training_flag import by_training
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -17,7 +18,10 @@ class LayerNormalization(keras.layers.LayerNormalization):
     """
 
     def call(self, inputs, training=None):
-        if training and self._uses_training_kernel(inputs):
+        if not self._uses_training_kernel(inputs):
+            return super().call(inputs)
+
+        def fused():
             outputs = training_kernels.layer_norm(
                 inputs,
                 tf.cast(self.gamma, tf.float32),
@@ -25,7 +29,8 @@ class LayerNormalization(keras.layers.LayerNormalization):
                 self.epsilon,
             )
             return tf.cast(outputs, self.compute_dtype)
-        return super().call(inputs)
+
+        return by_training(training, fused, lambda: super(LayerNormalization, self).call(inputs))
 
     def _uses_training_kernel(self, inputs):
         rank = len(inputs.shape)
