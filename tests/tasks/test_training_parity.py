@@ -33,9 +33,9 @@ from keras_bert_kit.layers.attention import MASK_VALUE
 from keras_bert_kit.optimization import WarmupDecay, create_optimizer
 from tests.conftest import TINY_SIZES, max_abs_diff, random_inputs
 from tests.convert.hf_reference import (
-    HF_BERT_SIZES,
     load_task_from_torch,
     task_links,
+    tiny_hf_model,
     torch_inputs,
     torch_state,
 )
@@ -48,20 +48,20 @@ WARMUP_FRACTION = 0.25  # 5 warmup steps, then 15 of linear decay
 WEIGHT_DECAY = 0.1  # large enough that decaying a wrong variable shows
 NUM_CLASSES = 3
 NUM_TAGS = 5
-# float32 on two frameworks, 20 Adam steps: losses agree to ~1e-6 (see the report).
+# float32 in two frameworks: the losses agree to about 2e-6 over the 20 steps.
 LOSS_TOLERANCE = 1e-4
-WEIGHT_TOLERANCE = 1e-4
+# Most weights agree to 1e-6. Some directions get no gradient in exact
+# arithmetic, as a softmax ignores a shift of all its logits (attention's key
+# biases, the QA head's bias and what feeds it): both sides step on rounding
+# noise there, which Adam scales up, to 7e-5 in 20 steps.
+WEIGHT_TOLERANCE = 2e-4
 
 
 def _hf_model(architecture, **config):
-    torch.manual_seed(0)
-    hf_config = transformers.BertConfig(
-        **HF_BERT_SIZES,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        **config,
-    )
-    return getattr(transformers, architecture)(hf_config).train()
+    """A tiny transformers task model without dropout, every parameter random (biases too)."""
+    return tiny_hf_model(
+        architecture, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **config
+    ).train()
 
 
 def _encoder():
@@ -272,7 +272,7 @@ def test_training_follows_transformers_step_by_step(architecture):
         f"after {STEPS} steps weights moved up to {moved:.1e}, max |weight difference| "
         f"{difference[worst]:.1e} ({worst})"
     )
-    assert moved > 100 * WEIGHT_TOLERANCE
+    assert moved > 50 * WEIGHT_TOLERANCE
     assert difference[worst] < WEIGHT_TOLERANCE, worst
 
 
