@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import transformers
 
+from keras_bert_kit.convert.huggingface import huggingface_links
+from keras_bert_kit.convert.weights import TensorLink, load_links
 from tests.conftest import TINY_SIZES
 
 HF_BERT_SIZES = dict(
@@ -80,9 +82,6 @@ def task_links(task, architecture, head_layer):
     The encoder goes by the converter's own table under "bert."; the head is
     a torch `Linear` against our Dense layer `head_layer` of `task`.
     """
-    from keras_bert_kit.convert.huggingface import huggingface_links
-    from keras_bert_kit.convert.weights import TensorLink
-
     head_name = HF_TASK_HEADS[architecture]
     dense = task.get_layer(head_layer)
     return huggingface_links(task.encoder, prefix="bert.") + [
@@ -97,13 +96,11 @@ def torch_state(model):
 
 
 def load_task_from_torch(task, model, architecture, head_layer):
-    """Copies a transformers task model's weights into our `task`; returns the links used.
+    """Copies a transformers task model's weights into our `task`.
 
     Our pooler is left as it is where transformers' model has none
     (token classification, question answering): those tasks freeze it.
     """
-    from keras_bert_kit.convert.weights import load_links
-
     state = torch_state(model)
     links = task_links(task, architecture, head_layer)
     loaded, missing = [], []
@@ -113,4 +110,3 @@ def load_task_from_torch(task, model, architecture, head_layer):
         else:
             missing.append(link.target)
     load_links(task, loaded, read=state.__getitem__, left_at_init=missing)
-    return loaded

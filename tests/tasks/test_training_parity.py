@@ -20,14 +20,14 @@ so that the comparison stays tight:
   transformers' formula on logits masked the same way.
 """
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import torch
 import transformers
 
-import keras
 import keras_bert_kit as kbk
-import tensorflow as tf
 from keras_bert_kit.convert.weights import export_links
 from keras_bert_kit.layers.attention import MASK_VALUE
 from keras_bert_kit.optimization import WarmupDecay, create_optimizer
