@@ -25,33 +25,57 @@ class AdamW(keras.optimizers.AdamW):
     Keras writes Adam's update as a dozen element-wise TensorFlow ops, each a
     pass over the variable's memory; `ResourceApplyAdam` reads the gradient
     and the three variables once. Outside XLA on a 2-core CPU that takes a
-    BERT-small update from about 230 to 110 ms. The arithmetic is Keras':
-    `m += (g - m)(1 - beta_1)`, `v += (g^2 - v)(1 - beta_2)`,
-    `var -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) m / (sqrt(v) + epsilon)`,
-    with Keras' decoupled weight decay before it. AMSGrad, sparse gradients
-    and other backends take Keras' own path.
+    BERT-small update from about 230 to 110 ms. The arithmetic is torch's
+    `AdamW`, as transformers trains: `m += (g - m)(1 - beta_1)`,
+    `v += (g^2 - v)(1 - beta_2)`,
+    `var -= lr m / (1 - beta_1^t) / (sqrt(v / (1 - beta_2^t)) + epsilon)`,
+    with decoupled weight decay `var -= lr weight_decay var` before it (Keras
+    adds epsilon before the bias correction, which damps small gradients
+    early in training). Gradients are clipped by the norm of the whole
+    gradient, an embedding's repeated rows summed first. AMSGrad and other
+    backends take Keras' own path and arithmetic.
     """
 
+    def apply(self, grads, trainable_variables=None):
+        # An embedding's gradient is a `tf.IndexedSlices` with one row per
+        # occurrence of a token. Keras' global norm (checked on 3.15) squares
+        # those rows one by one: a token seen twice adds a^2 + b^2 instead of
+        # (a + b)^2, and `global_clipnorm` scales by a wrong norm. Rows summed
+        # per token first, the norm is the gradient's own.
+        return super().apply([_coalesce(g) for g in grads], trainable_variables)
+
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or (
-            keras.backend.backend() != "tensorflow"
-        ):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
             return super().update_step(gradient, variable, learning_rate)
+        # Keras' own update would densify an embedding's gradient as well.
+        gradient = tf.convert_to_tensor(gradient)
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
+        beta2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
         tf.raw_ops.ResourceApplyAdam(
             var=_resource_handle(variable),
             m=_resource_handle(self._momentums[index]),
             v=_resource_handle(self._velocities[index]),
             beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+            beta2_power=beta2_power,
             lr=tf.cast(learning_rate, dtype),
             beta1=tf.cast(self.beta_1, dtype),
             beta2=tf.cast(self.beta_2, dtype),
-            epsilon=tf.cast(self.epsilon, dtype),
+            # The kernel adds epsilon to sqrt(v) before v's bias correction;
+            # scaled so, it is added after it, as torch's AdamW does.
+            epsilon=tf.cast(self.epsilon, dtype) * tf.sqrt(1.0 - beta2_power),
             grad=tf.cast(gradient, dtype),
         )
+
+
+def _coalesce(gradient):
+    """`gradient` with the rows of repeated indices summed, when it is a `tf.IndexedSlices`."""
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    indices, positions = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
+    return tf.IndexedSlices(values, indices, gradient.dense_shape)
 
 
 def _resource_handle(variable):

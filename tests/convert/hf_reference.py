@@ -4,6 +4,8 @@ import numpy as np
 import torch
 import transformers
 
+from keras_bert_kit.convert.huggingface import huggingface_links
+from keras_bert_kit.convert.weights import TensorLink, load_links
 from tests.conftest import TINY_SIZES
 
 HF_BERT_SIZES = dict(
@@ -62,3 +64,49 @@ def gather_positions(logits, positions):
     """`[batch, seq, vocab]` logits at `[batch, num_predictions]` positions."""
     logits = np.asarray(logits)
     return np.take_along_axis(logits, np.asarray(positions)[:, :, None], axis=1)
+
+
+# -- task models: the encoder plus one dense head, as transformers lays them out ------
+
+# transformers' task architecture -> the name of its dense head.
+HF_TASK_HEADS = {
+    "BertForSequenceClassification": "classifier",
+    "BertForTokenClassification": "classifier",
+    "BertForQuestionAnswering": "qa_outputs",
+}
+
+
+def task_links(task, architecture, head_layer):
+    """`TensorLink`s between one of our tasks and a transformers task model's state dict.
+
+    The encoder goes by the converter's own table under "bert."; the head is
+    a torch `Linear` against our Dense layer `head_layer` of `task`.
+    """
+    head_name = HF_TASK_HEADS[architecture]
+    dense = task.get_layer(head_layer)
+    return huggingface_links(task.encoder, prefix="bert.") + [
+        TensorLink(dense.kernel, (f"{head_name}.weight",), "transpose"),
+        TensorLink(dense.bias, (f"{head_name}.bias",), "copy"),
+    ]
+
+
+def torch_state(model):
+    """A torch model's parameters as `{name: numpy array}`."""
+    return {name: value.detach().numpy().copy() for name, value in model.state_dict().items()}
+
+
+def load_task_from_torch(task, model, architecture, head_layer):
+    """Copies a transformers task model's weights into our `task`.
+
+    Our pooler is left as it is where transformers' model has none
+    (token classification, question answering): those tasks freeze it.
+    """
+    state = torch_state(model)
+    links = task_links(task, architecture, head_layer)
+    loaded, missing = [], []
+    for link in links:
+        if all(name in state for name in link.sources):
+            loaded.append(link)
+        else:
+            missing.append(link.target)
+    load_links(task, loaded, read=state.__getitem__, left_at_init=missing)
