@@ -6,10 +6,7 @@ import tensorflow as tf
 from keras_bert_kit.layers.dropout import Dropout
 from keras_bert_kit.layers.layer_norm import LayerNormalization
 from keras_bert_kit.layers.fused_dense import FusedDense
-from keras_bert_kit.layers.attention import (
-    MultiHeadSelfAttention,
-    self_attention_output_shapes,
-)
+from keras_bert_kit.layers.attention import MultiHeadSelfAttention
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -99,7 +96,10 @@ class TransformerBlock(keras.layers.Layer):
         return x, probabilities
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None, query_positions_shape=None):
-        return self_attention_output_shapes(x_shape, self.num_heads, query_positions_shape)
+        # The residual stream keeps the attention output's shape.
+        return self.attention.compute_output_shape(
+            x_shape, padding_mask_shape, query_positions_shape
+        )
 
     def get_config(self):
         config = super().get_config()
