@@ -13,20 +13,12 @@ import json
 import os
 from typing import Any, ClassVar
 
+from keras_bert_kit.validation import check_int, check_number
+
 # Activation names accepted by the encoders. "gelu" is the exact (erf) GELU of
 # the original BERT and Hugging Face; "gelu_approximate" is the tanh form used by
 # keras-hub's BertBackbone, Model Garden and HF's "gelu_new".
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-
-
-def _check_rate(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a number in [0, 1); got {value!r}.")
-
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -62,7 +54,7 @@ class EncoderConfig:
             "intermediate_size",
             "max_sequence_length",
         ):
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), minimum=1)
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be divisible by "
@@ -73,8 +65,8 @@ class EncoderConfig:
                 f"`hidden_activation` must be one of {ACTIVATIONS}; "
                 f"got {self.hidden_activation!r}."
             )
-        _check_rate("dropout_rate", self.dropout_rate)
-        _check_rate("attention_dropout_rate", self.attention_dropout_rate)
+        for name in ("dropout_rate", "attention_dropout_rate"):
+            check_number(name, getattr(self, name), 0.0, 1.0, include_maximum=False)
         if not self.layer_norm_epsilon > 0:
             raise ValueError(
                 f"`layer_norm_epsilon` must be positive; got {self.layer_norm_epsilon!r}."
@@ -83,13 +75,8 @@ class EncoderConfig:
             raise ValueError(
                 f"`initializer_range` must be positive; got {self.initializer_range!r}."
             )
-        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) or not (
-            0 <= self.pad_token_id < self.vocab_size
-        ):
-            raise ValueError(
-                f"`pad_token_id` must be an id in [0, {self.vocab_size}); "
-                f"got {self.pad_token_id!r}."
-            )
+        check_int("pad_token_id", self.pad_token_id, 0, self.vocab_size, include_maximum=False,
+                  noun="id")
 
     @property
     def head_size(self) -> int:
@@ -190,7 +177,7 @@ class BertConfig(EncoderConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check_positive_int("type_vocab_size", self.type_vocab_size)
+        check_int("type_vocab_size", self.type_vocab_size, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)

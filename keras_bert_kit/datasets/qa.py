@@ -33,6 +33,7 @@ from keras_bert_kit.datasets._readers import (
     text_value,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.validation import is_int
 
 
 def _shorten(text, limit=60):
@@ -173,7 +174,7 @@ def _id_value(value, where):
     """An example id: a non-empty string (stripped) or an integer, as a string."""
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return str(value)
     if isinstance(value, str):
         raise ValueError(f"{where} is empty.")
@@ -195,7 +196,7 @@ def _span(text, start, context, where, number):
         raise ValueError(f"{where}: the text of {answer} is empty.")
     if isinstance(start, float) and start.is_integer():
         start = int(start)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+    if not is_int(start) or start < 0:
         raise ValueError(
             f"{where}: the answer_start of {answer} must be a character offset (an integer "
             f">= 0), got {start!r}."

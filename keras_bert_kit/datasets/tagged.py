@@ -39,6 +39,7 @@ from keras_bert_kit.datasets._readers import (
     read_text,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.validation import is_int
 
 _DOCSTART = "-DOCSTART-"
 _OUTSIDE = "O"
@@ -351,7 +352,7 @@ def load_conll(path, word_column=0, tag_column=-1, tag_names=None) -> TaggedSent
     boundaries) are skipped. Tags are as in the module docstring.
     """
     for name, value in (("word_column", word_column), ("tag_column", tag_column)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and not is_int(value):
             raise TypeError(f"`{name}` must be a column index (an int), got {value!r}.")
     if word_column is None:
         raise TypeError("`word_column` must be a column index (an int), got None.")
