@@ -13,30 +13,12 @@ import json
 import os
 from typing import Any, ClassVar
 
+from keras_bert_kit.validation import check_int, check_number
+
 # Activation names accepted by the encoders. "gelu" is the exact (erf) GELU of
 # the original BERT and Hugging Face; "gelu_approximate" is the tanh form used by
 # keras-hub's BertBackbone, Model Garden and HF's "gelu_new".
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
-
-_HF_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_python": "gelu",
-    "gelu_new": "gelu_approximate",
-    "gelu_fast": "gelu_approximate",
-    "gelu_pytorch_tanh": "gelu_approximate",
-    "relu": "relu",
-}
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-
-
-def _check_rate(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a number in [0, 1); got {value!r}.")
-
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -72,7 +54,7 @@ class EncoderConfig:
             "intermediate_size",
             "max_sequence_length",
         ):
-            _check_positive_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), minimum=1)
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be divisible by "
@@ -83,8 +65,8 @@ class EncoderConfig:
                 f"`hidden_activation` must be one of {ACTIVATIONS}; "
                 f"got {self.hidden_activation!r}."
             )
-        _check_rate("dropout_rate", self.dropout_rate)
-        _check_rate("attention_dropout_rate", self.attention_dropout_rate)
+        for name in ("dropout_rate", "attention_dropout_rate"):
+            check_number(name, getattr(self, name), 0.0, 1.0, include_maximum=False)
         if not self.layer_norm_epsilon > 0:
             raise ValueError(
                 f"`layer_norm_epsilon` must be positive; got {self.layer_norm_epsilon!r}."
@@ -93,13 +75,8 @@ class EncoderConfig:
             raise ValueError(
                 f"`initializer_range` must be positive; got {self.initializer_range!r}."
             )
-        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) or not (
-            0 <= self.pad_token_id < self.vocab_size
-        ):
-            raise ValueError(
-                f"`pad_token_id` must be an id in [0, {self.vocab_size}); "
-                f"got {self.pad_token_id!r}."
-            )
+        check_int("pad_token_id", self.pad_token_id, 0, self.vocab_size, include_maximum=False,
+                  noun="id")
 
     @property
     def head_size(self) -> int:
@@ -168,6 +145,10 @@ class EncoderConfig:
             )
         return available[name].replace(**overrides)
 
+    # -- Hugging Face ------------------------------------------------------------
+    # The field tables live in `convert.hf_config`, beside the weight tables;
+    # imported on call, as that module imports this one.
+
     @classmethod
     def from_hf_config(cls, path: str | os.PathLike):
         """Reads a Hugging Face `config.json` (a file or the directory holding it).
@@ -175,50 +156,15 @@ class EncoderConfig:
         The original BERT's `bert_config.json`, which has the same keys but no
         `model_type`, reads too.
         """
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            path = os.path.join(path, "config.json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"No Hugging Face config at {path}.")
-        with open(path, encoding="utf-8") as f:
-            try:
-                hf = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(hf, dict):
-            raise ValueError(f"{path} must hold a JSON object.")
-        model_type = hf.get("model_type", cls.model_type)
-        if model_type != cls.model_type:
-            other = {c.model_type: c.__name__ for c in (BertConfig, DistilBertConfig)}
-            hint = f" Use {other[model_type]}.from_hf_config." if model_type in other else ""
-            raise ValueError(
-                f"{path} describes model_type={model_type!r}; {cls.__name__} reads "
-                f"{cls.model_type!r} configs.{hint}"
-            )
-        try:
-            return cls(**cls._fields_from_hf(hf, path))
-        except KeyError as e:
-            raise ValueError(f"{path} lacks the key {e.args[0]!r}.") from None
+        from keras_bert_kit.convert.hf_config import config_from_huggingface
 
-    @classmethod
-    def _fields_from_hf(cls, hf: dict[str, Any], path: str) -> dict[str, Any]:
-        raise NotImplementedError  # Each architecture names its own HF keys.
+        return config_from_huggingface(path, cls)
 
     def to_hf_config(self) -> dict[str, Any]:
         """The Hugging Face `config.json` fields of this config (no `architectures`)."""
-        raise NotImplementedError  # Each architecture names its own HF keys.
+        from keras_bert_kit.convert.hf_config import config_to_huggingface
 
-
-# Our activation -> the Hugging Face name of the same function.
-_TO_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
-
-
-def _hf_activation(name: str, path: str) -> str:
-    if name not in _HF_ACTIVATIONS:
-        raise ValueError(
-            f"{path}: activation {name!r} is not supported; supported: {sorted(_HF_ACTIVATIONS)}."
-        )
-    return _HF_ACTIVATIONS[name]
+        return config_to_huggingface(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,50 +177,7 @@ class BertConfig(EncoderConfig):
 
     def validate(self) -> None:
         super().validate()
-        _check_positive_int("type_vocab_size", self.type_vocab_size)
-
-    @classmethod
-    def _fields_from_hf(cls, hf, path):
-        position_type = hf.get("position_embedding_type", "absolute")
-        if position_type != "absolute":
-            raise ValueError(
-                f"{path}: position_embedding_type={position_type!r} is not supported; "
-                "only learned absolute positions are."
-            )
-        return dict(
-            vocab_size=hf["vocab_size"],
-            hidden_size=hf["hidden_size"],
-            num_layers=hf["num_hidden_layers"],
-            num_heads=hf["num_attention_heads"],
-            intermediate_size=hf["intermediate_size"],
-            max_sequence_length=hf["max_position_embeddings"],
-            type_vocab_size=hf.get("type_vocab_size", 2),
-            hidden_activation=_hf_activation(hf.get("hidden_act", "gelu"), path),
-            dropout_rate=hf.get("hidden_dropout_prob", 0.1),
-            attention_dropout_rate=hf.get("attention_probs_dropout_prob", 0.1),
-            layer_norm_epsilon=hf.get("layer_norm_eps", 1e-12),
-            initializer_range=hf.get("initializer_range", 0.02),
-            pad_token_id=hf.get("pad_token_id", 0) or 0,
-        )
-
-    def to_hf_config(self):
-        return dict(
-            model_type=self.model_type,
-            vocab_size=self.vocab_size,
-            hidden_size=self.hidden_size,
-            num_hidden_layers=self.num_layers,
-            num_attention_heads=self.num_heads,
-            intermediate_size=self.intermediate_size,
-            max_position_embeddings=self.max_sequence_length,
-            type_vocab_size=self.type_vocab_size,
-            hidden_act=_TO_HF_ACTIVATIONS[self.hidden_activation],
-            hidden_dropout_prob=self.dropout_rate,
-            attention_probs_dropout_prob=self.attention_dropout_rate,
-            layer_norm_eps=self.layer_norm_epsilon,
-            initializer_range=self.initializer_range,
-            pad_token_id=self.pad_token_id,
-            position_embedding_type="absolute",
-        )
+        check_int("type_vocab_size", self.type_vocab_size, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,46 +187,6 @@ class DistilBertConfig(EncoderConfig):
     num_layers: int = 6
 
     model_type: ClassVar[str] = "distilbert"
-
-    @classmethod
-    def _fields_from_hf(cls, hf, path):
-        # HF DistilBERT hard-codes LayerNorm epsilon to 1e-12.
-        return dict(
-            vocab_size=hf["vocab_size"],
-            hidden_size=hf["dim"],
-            num_layers=hf["n_layers"],
-            num_heads=hf["n_heads"],
-            intermediate_size=hf["hidden_dim"],
-            max_sequence_length=hf["max_position_embeddings"],
-            hidden_activation=_hf_activation(hf.get("activation", "gelu"), path),
-            dropout_rate=hf.get("dropout", 0.1),
-            attention_dropout_rate=hf.get("attention_dropout", 0.1),
-            initializer_range=hf.get("initializer_range", 0.02),
-            pad_token_id=hf.get("pad_token_id", 0) or 0,
-        )
-
-    def to_hf_config(self):
-        if self.layer_norm_epsilon != 1e-12:
-            raise ValueError(
-                "Hugging Face DistilBERT fixes LayerNorm epsilon at 1e-12; this config has "
-                f"{self.layer_norm_epsilon}."
-            )
-        return dict(
-            model_type=self.model_type,
-            vocab_size=self.vocab_size,
-            dim=self.hidden_size,
-            n_layers=self.num_layers,
-            n_heads=self.num_heads,
-            hidden_dim=self.intermediate_size,
-            max_position_embeddings=self.max_sequence_length,
-            activation=_TO_HF_ACTIVATIONS[self.hidden_activation],
-            dropout=self.dropout_rate,
-            attention_dropout=self.attention_dropout_rate,
-            initializer_range=self.initializer_range,
-            pad_token_id=self.pad_token_id,
-            sinusoidal_pos_embds=False,
-            tie_weights_=True,
-        )
 
 
 def _bert(layers: int, hidden: int, heads: int) -> BertConfig:

@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,18 @@ def random_inputs(config, batch_size=3, seq_len=12, num_predictions=3, seed=0, l
     inputs["masked_positions"] = np.stack(
         [np.sort(rng.choice(n, num_predictions, replace=False)) for n in lengths]
     ).astype("int32")
+    return inputs
+
+
+def batch(config, batch_size=4, seed=0):
+    """A pretraining batch as the pipeline makes it: inputs and targets in one dict."""
+    inputs = random_inputs(config, batch_size=batch_size, num_predictions=3, seed=seed)
+    rng = np.random.default_rng(seed)
+    inputs["masked_ids"] = rng.integers(1, config.vocab_size, (batch_size, 3)).astype("int32")
+    weights = np.ones((batch_size, 3), "float32")
+    weights[1, 2] = 0.0  # a padded prediction slot
+    inputs["masked_weights"] = weights
+    inputs["nsp_label"] = (np.arange(batch_size) % 2).astype("int32")
     return inputs
 
 
@@ -161,3 +174,30 @@ def mirrored_vs_one_device(script):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "mirrored 2" in result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])["max_diff"]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(args_for, count):
+    """Starts `count` processes, `args_for(index)` each; returns their (code, stderr)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    jobs = [subprocess.Popen(args_for(i), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for i in range(count)]
+    results = []
+    try:
+        for job in jobs:
+            _, stderr = job.communicate(timeout=600)
+            results.append((job.returncode, stderr))
+    finally:
+        for job in jobs:
+            job.kill()
+    return results

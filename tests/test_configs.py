@@ -4,6 +4,7 @@ import pytest
 import transformers
 
 import keras_bert_kit as kbk
+from keras_bert_kit.convert.hf_config import config_from_huggingface, config_to_huggingface
 
 EXPECTED_PRESETS = {
     "bert_tiny": (2, 128, 2),
@@ -130,3 +131,26 @@ def test_from_hf_config_errors(tmp_path):
     transformers.BertConfig(position_embedding_type="relative_key").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="position_embedding_type='relative_key'"):
         kbk.BertConfig.from_hf_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        kbk.BertConfig(vocab_size=900, hidden_size=64, num_layers=3, num_heads=4,
+                       intermediate_size=100, hidden_activation="gelu_approximate",
+                       type_vocab_size=3, layer_norm_epsilon=1e-6, pad_token_id=5),
+        kbk.DistilBertConfig(vocab_size=900, hidden_size=64, num_layers=3, num_heads=4,
+                             hidden_activation="relu", dropout_rate=0.0),
+    ],
+)
+def test_hf_config_table_reads_both_ways(config, tmp_path):
+    # One field table per architecture: what export writes, import reads back.
+    hf = config_to_huggingface(config)
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    assert config_from_huggingface(tmp_path) == config
+    assert type(config).from_hf_config(tmp_path) == config
+
+
+def test_hf_config_refuses_what_hf_cannot_express():
+    with pytest.raises(ValueError, match="fixes `layer_norm_epsilon` at 1e-12"):
+        config_to_huggingface(kbk.DistilBertConfig(layer_norm_epsilon=1e-5))

@@ -2,8 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 
@@ -11,8 +9,7 @@ import numpy as np
 import pytest
 
 from keras_bert_kit import distribute
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import free_ports, start_workers
 
 # Worker `index` of a 2-worker cluster, or one plain process for index -1.
 # SGD and no dropout, so the same global batch gives the same update however
@@ -29,6 +26,7 @@ WORKER = textwrap.dedent("""
     import keras
     import keras_bert_kit as kbk
     from keras_bert_kit import distribute
+from tests.conftest import free_ports, start_workers
 
     strategy = (tf.distribute.MultiWorkerMirroredStrategy() if index >= 0
                 else tf.distribute.get_strategy())
@@ -59,33 +57,6 @@ WORKER = textwrap.dedent("""
                    "worker_index": distribute.worker_index(strategy),
                    "is_chief": distribute.is_chief(strategy)}, f)
 """)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def start_workers(args_for, count):
-    """Starts `count` processes, `args_for(index)` each; returns their (code, stderr)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    jobs = [subprocess.Popen(args_for(i), cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for i in range(count)]
-    results = []
-    try:
-        for job in jobs:
-            _, stderr = job.communicate(timeout=600)
-            results.append((job.returncode, stderr))
-    finally:
-        for job in jobs:
-            job.kill()
-    return results
 
 
 def load(out, index):

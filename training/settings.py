@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import yaml
+from keras_bert_kit.validation import check_int
 
 
 def parse_settings(prog, description, spec, check, argv=None):
@@ -69,9 +70,7 @@ def parse_value(text):
 
 def check_positive_ints(settings, keys):
     for key in keys:
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{key}` must be a positive integer; got {value!r}.")
+        check_int(key, settings[key], minimum=1)
 
 
 def run_job(run, settings, errors=(ValueError, FileNotFoundError)):

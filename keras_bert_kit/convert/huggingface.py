@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from keras_bert_kit.configs import BertConfig, DistilBertConfig
+from keras_bert_kit.convert.hf_config import config_from_huggingface, config_to_huggingface
 from keras_bert_kit.convert.tensor_files import read_model_weights, write_safetensors
 from keras_bert_kit.convert.weights import TensorLink, export_links, load_links
 from keras_bert_kit.models import (
@@ -386,7 +387,7 @@ def from_huggingface(path, target=None, dtype=None):
         raise FileNotFoundError(f"{path} has no {CONFIG_FILE}.")
     hf_config = _read_json(config_path)
     model_type, target = _model_kind(hf_config, target, config_path)
-    config = _CONFIGS[model_type].from_hf_config(config_path)
+    config = config_from_huggingface(config_path, _CONFIGS[model_type])
     state, weights_path = read_model_weights(path)
 
     encoder_class = _MODELS[(model_type, "encoder")]
@@ -495,7 +496,7 @@ def to_huggingface(model, path, tokenizer=None):
             f"got {type(model).__name__}."
         )
     config = getattr(model, "encoder", model).config
-    hf_config = config.to_hf_config()  # Raises for what transformers cannot express.
+    hf_config = config_to_huggingface(config)  # Raises for what transformers cannot express.
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
 

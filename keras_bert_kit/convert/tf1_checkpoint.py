@@ -24,6 +24,7 @@ import re
 import numpy as np
 
 from keras_bert_kit.configs import BertConfig
+from keras_bert_kit.convert.hf_config import config_from_huggingface
 from keras_bert_kit.convert.huggingface import load_state_dict
 from keras_bert_kit.convert.tensor_files import open_tf_checkpoint
 from keras_bert_kit.models import BertEncoder, BertPretrainer
@@ -92,7 +93,7 @@ def _resolve_config(config):
     if isinstance(config, dict):
         return BertConfig.from_dict(config)
     if isinstance(config, (str, os.PathLike)):
-        return BertConfig.from_hf_config(config)  # bert_config.json has HF's keys.
+        return config_from_huggingface(config, BertConfig)  # bert_config.json has HF's keys.
     raise ValueError(
         "`config` must be a BertConfig, a dict of its fields, or the path of the "
         f"checkpoint's bert_config.json; got {type(config).__name__}."

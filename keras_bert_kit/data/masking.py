@@ -20,6 +20,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_kit.tokenization import BertTokenizer
+from keras_bert_kit.validation import check_int, check_number
 
 
 class MaskedLMMasker:
@@ -54,15 +55,8 @@ class MaskedLMMasker:
         continuation_ids=None,
         seed=None,
     ):
-        if not 0.0 < mask_rate <= 1.0:
-            raise ValueError(f"`mask_rate` must be in (0, 1]; got {mask_rate!r}.")
-        if isinstance(max_predictions_per_seq, bool) or not isinstance(
-            max_predictions_per_seq, int
-        ) or max_predictions_per_seq < 1:
-            raise ValueError(
-                "`max_predictions_per_seq` must be a positive integer; "
-                f"got {max_predictions_per_seq!r}."
-            )
+        check_number("mask_rate", mask_rate, 0.0, 1.0, include_minimum=False)
+        check_int("max_predictions_per_seq", max_predictions_per_seq, minimum=1)
         if not (0 <= mask_token_rate and 0 <= random_token_rate
                 and mask_token_rate + random_token_rate <= 1):
             raise ValueError(

@@ -15,6 +15,7 @@ from keras_bert_kit.data.masking import MaskedLMMasker
 from keras_bert_kit.data.pretraining_examples import PretrainingExamples
 from keras_bert_kit.data.tfrecords import read_pretraining_tfrecords
 from keras_bert_kit.tokenization import BertPreprocessor
+from keras_bert_kit.validation import check_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -29,8 +30,7 @@ def default_bucket_lengths(max_length: int) -> tuple[int, ...]:
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+    check_int("batch_size", batch_size, minimum=1)
 
 
 def _bucketed_batches(dataset, length_fn, bucket_lengths, batch_size, drop_remainder):

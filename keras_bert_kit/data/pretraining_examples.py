@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from keras_bert_kit.data.sentences import split_sentences
 from keras_bert_kit.tokenization import BertTokenizer
+from keras_bert_kit.validation import check_int, check_number
 
 NEXT, RANDOM = 0, 1
 
@@ -90,17 +91,9 @@ class PretrainingExamples:
 
 
 def _check_options(max_seq_length, short_seq_prob, dupe_factor):
-    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or (
-        max_seq_length < 5
-    ):
-        raise ValueError(
-            "`max_seq_length` must be an integer >= 5 ([CLS] A [SEP] B [SEP]); "
-            f"got {max_seq_length!r}."
-        )
-    if not 0.0 <= short_seq_prob <= 1.0:
-        raise ValueError(f"`short_seq_prob` must be in [0, 1]; got {short_seq_prob!r}.")
-    if isinstance(dupe_factor, bool) or not isinstance(dupe_factor, int) or dupe_factor < 1:
-        raise ValueError(f"`dupe_factor` must be a positive integer; got {dupe_factor!r}.")
+    check_int("max_seq_length", max_seq_length, minimum=5, hint="[CLS] A [SEP] B [SEP]")
+    check_number("short_seq_prob", short_seq_prob, 0.0, 1.0)
+    check_int("dupe_factor", dupe_factor, minimum=1)
 
 
 def tokenize_documents(documents, tokenizer: BertTokenizer) -> list[list[np.ndarray]]:

@@ -25,6 +25,7 @@ from keras_bert_kit.data.pretraining_examples import (
     PretrainingExamples,
     create_pretraining_examples,
 )
+from keras_bert_kit.validation import check_int
 
 _FEATURES = {
     "input_ids": tf.io.RaggedFeature(tf.int64),
@@ -64,8 +65,7 @@ def write_pretraining_tfrecords(
     examples: PretrainingExamples, output_dir, num_shards: int = 1
 ) -> list[str]:
     """Writes `examples` into `num_shards` TFRecord files in `output_dir`."""
-    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"`num_shards` must be a positive integer; got {num_shards!r}.")
+    check_int("num_shards", num_shards, minimum=1)
     os.makedirs(output_dir, exist_ok=True)
     bounds = np.linspace(0, len(examples), num_shards + 1).astype(int)
     paths = []
@@ -107,12 +107,7 @@ def create_pretraining_tfrecords(
     Returns the shard paths. A last block too small to pair on its own (fewer
     than two non-empty documents) joins the block before it.
     """
-    if isinstance(documents_per_shard, bool) or not isinstance(documents_per_shard, int) or (
-        documents_per_shard < 2
-    ):
-        raise ValueError(
-            f"`documents_per_shard` must be an integer >= 2; got {documents_per_shard!r}."
-        )
+    check_int("documents_per_shard", documents_per_shard, minimum=2)
     os.makedirs(output_dir, exist_ok=True)
     iterator = iter(documents)
 

@@ -23,53 +23,24 @@ guessed at.
 
 from __future__ import annotations
 
-import csv
-import errno
-import io
 import json
 import os
-import re
 
+from keras_bert_kit.datasets._readers import (
+    as_integer,
+    check_label_names,
+    missing,
+    physical_lines,
+    read_csv,
+    read_jsonl,
+    read_text,
+    text_value,
+)
 from keras_bert_kit.datasets.labeled import LabeledTexts
 
-_BOM = b"\xef\xbb\xbf"
-_INTEGER = re.compile(r"[+-]?[0-9]+")  # not \d: it also matches other scripts' digits
 # Integer labels without label_names become ids 0..max; a code like 40213 would
 # make 40,214 classes, which is never what was meant.
 _MAX_IMPLICIT_ID = 9_999
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-               bool: "boolean", type(None): "null"}
-
-
-def _missing(path: str) -> FileNotFoundError:
-    return FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-
-
-def _read_text(path) -> tuple[str, str]:
-    """(path as a string, whole file decoded); bad UTF-8 is reported with its line."""
-    path = os.fsdecode(path)
-    if not os.path.isfile(path):
-        raise _missing(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
-    try:
-        return path, raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        bad = raw[e.start:e.end]
-        raise ValueError(
-            f"{path}:{line}: not valid UTF-8 (byte {bad!r}: {e.reason}); "
-            "re-save the file as UTF-8."
-        ) from None
-
-
-def _physical_lines(text: str) -> list[str]:
-    # Only \n, \r\n and \r end a line. str.splitlines() would also split at
-    # U+2028, form feeds etc., which JSON strings may contain and editors do
-    # not count, so the line numbers in errors would drift.
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 # -- plain-text documents -----------------------------------------------------
@@ -92,7 +63,7 @@ def _text_files(paths) -> list[str]:
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise _missing(path)
+            raise missing(path)
     if not files:
         raise ValueError("No paths given.")
     return files
@@ -111,9 +82,9 @@ def load_text_documents(paths) -> list[str]:
     files = _text_files(paths)
     documents = []
     for path in files:
-        _, text = _read_text(path)
+        _, text = read_text(path)
         current = []
-        for line in _physical_lines(text):
+        for line in physical_lines(text):
             line = line.strip()
             if line:
                 current.append(line)
@@ -131,35 +102,6 @@ def load_text_documents(paths) -> list[str]:
 # -- labelled records ---------------------------------------------------------
 
 
-def _check_label_names(label_names, label_column, argument="label_names"):
-    """label_names as a tuple, checked; `argument` is the name errors use (e.g. "tag_names")."""
-    if label_names is None:
-        return None
-    if label_column is None:
-        raise ValueError(f"`{argument}` was given without a label column/key.")
-    if isinstance(label_names, str):
-        raise TypeError(
-            f"`{argument}` must be a sequence of names, not a string: {label_names!r}."
-        )
-    names = tuple(label_names)
-    if not names or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ValueError(f"`{argument}` must be non-empty strings: {names!r}.")
-    if len(set(names)) != len(names):
-        raise ValueError(f"`{argument}` has duplicates: {names!r}.")
-    return names
-
-
-def _as_integer(value):
-    """The integer a label stands for, or None when it is a name."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value):
-        return int(value)
-    return None
-
-
 def _encode_labels(raw, label_names, path, column, kind):
     """raw: (line, value) pairs -> (ids, label_names); see the module docstring."""
 
@@ -172,7 +114,7 @@ def _encode_labels(raw, label_names, path, column, kind):
             if isinstance(value, str) and value in label_names:
                 ids.append(label_names.index(value))
                 continue
-            number = _as_integer(value)
+            number = as_integer(value)
             if number is None:
                 raise ValueError(
                     f"{where(line)}: unknown label {value!r}; label_names are {list(label_names)}."
@@ -186,7 +128,7 @@ def _encode_labels(raw, label_names, path, column, kind):
             ids.append(number)
         return ids, label_names
 
-    numbers = [_as_integer(value) for _, value in raw]
+    numbers = [as_integer(value) for _, value in raw]
     if all(n is not None for n in numbers):
         for (line, value), number in zip(raw, numbers):
             if number < 0:
@@ -232,26 +174,13 @@ def _label_value(value, path, line, column, kind):
     )
 
 
-def _text_value(value, path, line, column, kind):
-    if value is None:
-        raise ValueError(f"{path}:{line}: text {kind} {column!r} is null.")
-    if not isinstance(value, str):
-        raise ValueError(
-            f"{path}:{line}: text {kind} {column!r} must be a string, got "
-            f"{type(value).__name__} {value!r}."
-        )
-    if not value.strip():
-        raise ValueError(f"{path}:{line}: text {kind} {column!r} is empty.")
-    return value
-
-
 def _labeled_texts(path, kind, records, text_column, label_column, text_pair_column, label_names):
     """records: (line, dict) pairs whose keys were already checked."""
     texts, pairs, raw_labels = [], [], []
     for line, record in records:
-        texts.append(_text_value(record[text_column], path, line, text_column, kind))
+        texts.append(text_value(record[text_column], path, line, text_column, kind))
         if text_pair_column is not None:
-            pairs.append(_text_value(record[text_pair_column], path, line, text_pair_column, kind))
+            pairs.append(text_value(record[text_pair_column], path, line, text_pair_column, kind))
         if label_column is not None:
             value = _label_value(record[label_column], path, line, label_column, kind)
             raw_labels.append((line, value))
@@ -264,16 +193,6 @@ def _labeled_texts(path, kind, records, text_column, label_column, text_pair_col
         label_names=names,
         text_pairs=pairs if text_pair_column is not None else None,
     )
-
-
-def _require(available, wanted, path, line, kind):
-    """Every wanted column/key must be available; the error lists those that are."""
-    for role, name in wanted:
-        if name not in available:
-            raise ValueError(
-                f"{path}:{line}: no {kind} {name!r} ({role}); available {kind}s: "
-                f"{', '.join(map(repr, available)) or 'none'}."
-            )
 
 
 def _wanted(text_column, label_column, text_pair_column, kind):
@@ -298,55 +217,11 @@ def load_csv(path, text_column, label_column=None, text_pair_column=None,
     how labels become ids.
     """
     wanted = _wanted(text_column, label_column, text_pair_column, "column")
-    label_names = _check_label_names(label_names, label_column)
-    path, records = _read_csv(path, wanted, delimiter)
+    label_names = check_label_names(label_names, label_column)
+    path, records = read_csv(path, wanted, delimiter)
     return _labeled_texts(
         path, "column", records, text_column, label_column, text_pair_column, label_names
     )
-
-
-def _read_csv(path, wanted, delimiter):
-    """(path as a string, (line, {column: field}) pairs) for a CSV file with a header row.
-
-    wanted: (role, column) pairs that the header must name, once each. Empty
-    lines are skipped; no data rows is an error.
-    """
-    path, text = _read_text(path)
-    if not text.strip():
-        raise ValueError(f"{path}:1: the file is empty; expected a header row, then data rows.")
-    # strict: an unclosed quote is an error, not a field swallowing the rest of the file.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records, header = [], None
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise ValueError(f"{path}:{start}: malformed CSV: {e}.") from None
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        if header is None:
-            header, header_line = fields, start
-            # Only the columns we read must be unique; spreadsheets often export
-            # several unnamed ("") trailing columns, which are harmless.
-            duplicates = sorted({name for _, name in wanted if header.count(name) > 1})
-            if duplicates:
-                raise ValueError(
-                    f"{path}:{start}: the header names column {duplicates[0]!r} more than once."
-                )
-            _require(header, wanted, path, start, "column")
-            continue
-        if len(fields) != len(header):
-            raise ValueError(
-                f"{path}:{start}: {len(fields)} fields, but the header has {len(header)} "
-                f"({', '.join(map(repr, header))}); quote fields that contain {delimiter!r}."
-            )
-        records.append((start, dict(zip(header, fields))))
-    if not records:
-        raise ValueError(f"{path}:{header_line}: no data rows after the header.")
-    return path, records
 
 
 def load_jsonl(path, text_key, label_key=None, text_pair_key=None,
@@ -358,35 +233,6 @@ def load_jsonl(path, text_key, label_key=None, text_pair_key=None,
     become ids.
     """
     wanted = _wanted(text_key, label_key, text_pair_key, "key")
-    label_names = _check_label_names(label_names, label_key)
-    path, records = _read_jsonl(path, wanted)
+    label_names = check_label_names(label_names, label_key)
+    path, records = read_jsonl(path, wanted)
     return _labeled_texts(path, "key", records, text_key, label_key, text_pair_key, label_names)
-
-
-def _read_jsonl(path, wanted):
-    """(path as a string, (line, object) pairs) for a JSON Lines file.
-
-    wanted: (role, key) pairs that every object must have. Blank lines are
-    skipped; no objects is an error.
-    """
-    path, text = _read_text(path)
-    records = []
-    for line, content in enumerate(_physical_lines(text), start=1):
-        if not content.strip():
-            continue
-        try:
-            record = json.loads(content)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line}: invalid JSON at column {e.colno}: {e.msg}.") from None
-        if not isinstance(record, dict):
-            raise ValueError(
-                f"{path}:{line}: expected a JSON object ({{...}}), got a JSON "
-                f"{_JSON_TYPES.get(type(record), type(record).__name__)}; JSON Lines "
-                "holds one object per line."
-            )
-        _require(list(record), wanted, path, line, "key")
-        records.append((line, record))
-    if not records:
-        raise ValueError(f"{path}:1: the file is empty; expected one JSON object per line.")
-    return path, records
-

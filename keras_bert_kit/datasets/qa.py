@@ -24,15 +24,16 @@ import dataclasses
 import json
 import operator
 
-from keras_bert_kit.datasets.files import (
-    _INTEGER,
-    _JSON_TYPES,
-    _read_csv,
-    _read_jsonl,
-    _read_text,
-    _text_value,
+from keras_bert_kit.datasets._readers import (
+    INTEGER,
+    json_type,
+    read_csv,
+    read_jsonl,
+    read_text,
+    text_value,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.validation import is_int
 
 
 def _shorten(text, limit=60):
@@ -169,20 +170,16 @@ class QAExamples:
 # -- values -------------------------------------------------------------------
 
 
-def _json_type(value):
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 def _id_value(value, where):
     """An example id: a non-empty string (stripped) or an integer, as a string."""
     if isinstance(value, str) and value.strip():
         return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return str(value)
     if isinstance(value, str):
         raise ValueError(f"{where} is empty.")
     raise ValueError(
-        f"{where} must be a string or an integer, got a JSON {_json_type(value)} "
+        f"{where} must be a string or an integer, got a JSON {json_type(value)} "
         f"{json.dumps(value) if value is None or isinstance(value, bool) else repr(value)}."
     )
 
@@ -192,14 +189,14 @@ def _span(text, start, context, where, number):
     answer = f"answer {number}" if number is not None else "the answer"
     if not isinstance(text, str):
         raise ValueError(
-            f"{where}: the text of {answer} must be a string, got a JSON {_json_type(text)} "
+            f"{where}: the text of {answer} must be a string, got a JSON {json_type(text)} "
             f"{text!r}."
         )
     if not text.strip():
         raise ValueError(f"{where}: the text of {answer} is empty.")
     if isinstance(start, float) and start.is_integer():
         start = int(start)
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+    if not is_int(start) or start < 0:
         raise ValueError(
             f"{where}: the answer_start of {answer} must be a character offset (an integer "
             f">= 0), got {start!r}."
@@ -244,14 +241,14 @@ def _json_answers(value, context, where):
         for number, item in enumerate(value, start=1):
             if not isinstance(item, dict):
                 raise ValueError(
-                    f"{where}: answer {number} is a JSON {_json_type(item)}; {_JSON_ANSWERS}."
+                    f"{where}: answer {number} is a JSON {json_type(item)}; {_JSON_ANSWERS}."
                 )
             for key in ("text", "answer_start"):
                 if key not in item:
                     raise ValueError(f"{where}: answer {number} has no key {key!r}.")
             raw.append((item["text"], item["answer_start"]))
     else:
-        raise ValueError(f"{where} is a JSON {_json_type(value)}; {_JSON_ANSWERS}.")
+        raise ValueError(f"{where} is a JSON {json_type(value)}; {_JSON_ANSWERS}.")
     if not raw:
         raise ValueError(
             f"{where} holds no answers; each question needs at least one (unanswerable "
@@ -293,12 +290,12 @@ def load_qa_jsonl(path, question_key="question", context_key="context", answers_
     if answers_key is not None:
         wanted.append(("answers_key; answers_key=None reads questions without answers",
                        answers_key))
-    path, records = _read_jsonl(path, wanted)
+    path, records = read_jsonl(path, wanted)
     questions, contexts, ids = [], [], []
     answers = [] if answers_key is not None else None
     for index, (line, record) in enumerate(records):
-        questions.append(_text_value(record[question_key], path, line, question_key, "key"))
-        context = _text_value(record[context_key], path, line, context_key, "key")
+        questions.append(text_value(record[question_key], path, line, question_key, "key"))
+        context = text_value(record[context_key], path, line, context_key, "key")
         contexts.append(context)
         if id_key is not None and id_key in record:
             ids.append(_id_value(record[id_key], f"{path}:{line}: id key {id_key!r}"))
@@ -335,12 +332,12 @@ def load_qa_csv(path, question_column="question", context_column="context",
                    ("answer_start_column", answer_start_column)]
     if id_column is not None:
         wanted.append(("id_column", id_column))
-    path, records = _read_csv(path, wanted, delimiter)
+    path, records = read_csv(path, wanted, delimiter)
     questions, contexts, ids = [], [], []
     answers = [] if answer_column is not None else None
     for index, (line, row) in enumerate(records):
-        questions.append(_text_value(row[question_column], path, line, question_column, "column"))
-        context = _text_value(row[context_column], path, line, context_column, "column")
+        questions.append(text_value(row[question_column], path, line, question_column, "column"))
+        context = text_value(row[context_column], path, line, context_column, "column")
         contexts.append(context)
         if id_column is not None:
             ids.append(_id_value(row[id_column], f"{path}:{line}: id column {id_column!r}"))
@@ -351,7 +348,7 @@ def load_qa_csv(path, question_column="question", context_column="context",
         text, start = row[answer_column], row[answer_start_column].strip()
         if not text.strip():
             raise ValueError(f"{path}:{line}: answer column {answer_column!r} is empty.")
-        if not _INTEGER.fullmatch(start) or int(start) < 0:
+        if not INTEGER.fullmatch(start) or int(start) < 0:
             raise ValueError(
                 f"{path}:{line}: answer start column {answer_start_column!r} must be a "
                 f"character offset (an integer >= 0), got {start!r}."
@@ -365,14 +362,14 @@ def _member(container, key, where, kind=None):
     """container[key]; the container must be a JSON object that has the key, and the
     value of JSON type `kind` ("array" or "string") unless `kind` is None."""
     if not isinstance(container, dict):
-        raise ValueError(f"{where}: expected a JSON object, got a JSON {_json_type(container)}.")
+        raise ValueError(f"{where}: expected a JSON object, got a JSON {json_type(container)}.")
     if key not in container:
         available = ", ".join(map(repr, container)) or "none"
         raise ValueError(f"{where}: no key {key!r}; available keys: {available}.")
     value = container[key]
     if kind is not None and not isinstance(value, {"array": list, "string": str}[kind]):
         raise ValueError(
-            f"{where}: {key!r} must be a JSON {kind}, got a JSON {_json_type(value)}."
+            f"{where}: {key!r} must be a JSON {kind}, got a JSON {json_type(value)}."
         )
     return value
 
@@ -388,7 +385,7 @@ def load_squad_json(path) -> QAExamples:
     Unanswerable questions (SQuAD 2.0's "is_impossible") are refused. The file
     is usually a single line, so errors name the path and the question id.
     """
-    path, text = _read_text(path)
+    path, text = read_text(path)
     if not text.strip():
         raise ValueError(f"{path}:1: the file is empty; expected a SQuAD JSON object.")
     try:

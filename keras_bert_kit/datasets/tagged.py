@@ -29,16 +29,17 @@ import dataclasses
 import json
 import operator
 
-from keras_bert_kit.datasets.files import (
-    _JSON_TYPES,
-    _as_integer,
-    _check_label_names,
-    _physical_lines,
-    _read_csv,
-    _read_jsonl,
-    _read_text,
+from keras_bert_kit.datasets._readers import (
+    as_integer,
+    check_label_names,
+    json_type,
+    physical_lines,
+    read_csv,
+    read_jsonl,
+    read_text,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.validation import is_int
 
 _DOCSTART = "-DOCSTART-"
 _OUTSIDE = "O"
@@ -136,12 +137,12 @@ class TaggedSentences:
 def _check_tag_names(tag_names, tags_field, argument_for_field):
     if tag_names is not None and tags_field is None:
         raise ValueError(f"`tag_names` was given, but `{argument_for_field}` is None.")
-    return _check_label_names(tag_names, tags_field, "tag_names")
+    return check_label_names(tag_names, tags_field, "tag_names")
 
 
 def _json_value(value) -> str:
     """A value as the file shows it, with its JSON type: 'JSON number 3'."""
-    kind = _JSON_TYPES.get(type(value), type(value).__name__)
+    kind = json_type(value)
     try:
         shown = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
@@ -162,7 +163,7 @@ def _tag(value, tag_names, where, at):
             raise ValueError(f"{where}: the tag{at} is empty.")
         if tag_names is not None and name in tag_names:
             return tag_names.index(name)
-        number = _as_integer(name)  # a string of digits is an id
+        number = as_integer(name)  # a string of digits is an id
         if number is None:
             if tag_names is None:
                 return name
@@ -170,7 +171,7 @@ def _tag(value, tag_names, where, at):
                 f"{where}: unknown tag {name!r}{at}; tag_names are {list(tag_names)}."
             )
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = _as_integer(value)
+        number = as_integer(value)
         if number is None:
             raise ValueError(
                 f"{where}: the tag{at} must be a tag name or an integer id, got {value!r}."
@@ -247,7 +248,7 @@ def load_tagged_jsonl(path, words_key="tokens", tags_key="tags",
     wanted = [("words_key", words_key)]
     if tags_key is not None:
         wanted.append(("tags_key", tags_key))
-    path, records = _read_jsonl(path, wanted)
+    path, records = read_jsonl(path, wanted)
     words = []
     tags = [] if tags_key is not None else None
     for line, record in records:
@@ -289,7 +290,7 @@ def load_tagged_csv(path, words_column="tokens", tags_column="tags", tag_names=N
     wanted = [("words_column", words_column)]
     if tags_column is not None:
         wanted.append(("tags_column", tags_column))
-    path, records = _read_csv(path, wanted, delimiter)
+    path, records = read_csv(path, wanted, delimiter)
     words = []
     tags = [] if tags_column is not None else None
     for line, row in records:
@@ -351,12 +352,12 @@ def load_conll(path, word_column=0, tag_column=-1, tag_names=None) -> TaggedSent
     boundaries) are skipped. Tags are as in the module docstring.
     """
     for name, value in (("word_column", word_column), ("tag_column", tag_column)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and not is_int(value):
             raise TypeError(f"`{name}` must be a column index (an int), got {value!r}.")
     if word_column is None:
         raise TypeError("`word_column` must be a column index (an int), got None.")
     tag_names = _check_tag_names(tag_names, tag_column, "tag_column")
-    path, text = _read_text(path)
+    path, text = read_text(path)
     words = []
     tags = [] if tag_column is not None else None
     sentence, sentence_tags = [], []
@@ -370,7 +371,7 @@ def load_conll(path, word_column=0, tag_column=-1, tag_names=None) -> TaggedSent
         sentence.clear()
         sentence_tags.clear()
 
-    for line, content in enumerate(_physical_lines(text), start=1):
+    for line, content in enumerate(physical_lines(text), start=1):
         fields = content.split()
         if not fields:
             end_sentence()

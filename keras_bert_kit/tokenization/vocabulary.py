@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from keras_bert_kit.validation import check_int
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -26,8 +27,7 @@ NUM_UNUSED_TOKENS = 99
 
 def standard_reserved_tokens(num_unused: int = NUM_UNUSED_TOKENS) -> list[str]:
     """[PAD], `num_unused` [unusedN] slots, [UNK], [CLS], [SEP], [MASK]."""
-    if isinstance(num_unused, bool) or not isinstance(num_unused, int) or num_unused < 0:
-        raise ValueError(f"`num_unused` must be a non-negative integer; got {num_unused!r}.")
+    check_int("num_unused", num_unused, minimum=0)
     return [PAD_TOKEN, *(f"[unused{i}]" for i in range(num_unused)), *SPECIAL_TOKENS[1:]]
 
 

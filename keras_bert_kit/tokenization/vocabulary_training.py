@@ -21,6 +21,7 @@ from keras_bert_kit.tokenization.vocabulary import (
     save_vocabulary,
     standard_reserved_tokens,
 )
+from keras_bert_kit.validation import check_int
 
 
 def train_wordpiece_vocabulary(
@@ -52,8 +53,7 @@ def train_wordpiece_vocabulary(
     are filled with further [unusedN] tokens so that the size matches an
     encoder's `vocab_size` exactly.
     """
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"`vocab_size` must be a positive integer; got {vocab_size!r}.")
+    check_int("vocab_size", vocab_size, minimum=1)
     reserved = standard_reserved_tokens() if reserved_tokens is None else list(reserved_tokens)
     missing = [token for token in SPECIAL_TOKENS if token not in reserved]
     if missing:

@@ -312,9 +312,19 @@ def test_bad_options(kwargs, message, bert_tokenizer):
 
 
 def test_edge_rates_are_accepted(bert_tokenizer):
-    MaskedLMMasker.from_tokenizer(bert_tokenizer, mask_rate=1.0, mask_token_rate=1.0,
-                                  random_token_rate=0.0)
-    MaskedLMMasker.from_tokenizer(bert_tokenizer, mask_token_rate=0.0, random_token_rate=0.0)
+    ids = tf.ragged.constant([[CLS, 2000, 2001, 2002, SEP], [CLS, 2003, SEP]], tf.int32)
+    # Every selectable token chosen, and every chosen one becomes [MASK].
+    everything = MaskedLMMasker.from_tokenizer(bert_tokenizer, mask_rate=1.0,
+                                               mask_token_rate=1.0, random_token_rate=0.0)
+    out = everything.mask(ids)
+    np.testing.assert_array_equal(out["masked_weights"].numpy().sum(1), [3, 1])
+    assert out["input_ids"].to_list() == [[CLS, MASK, MASK, MASK, SEP], [CLS, MASK, SEP]]
+    # Chosen tokens are predicted but all keep their own ids.
+    unchanged = MaskedLMMasker.from_tokenizer(bert_tokenizer, mask_rate=1.0,
+                                              mask_token_rate=0.0, random_token_rate=0.0)
+    out = unchanged.mask(ids)
+    np.testing.assert_array_equal(out["masked_weights"].numpy().sum(1), [3, 1])
+    assert out["input_ids"].to_list() == ids.to_list()
 
 
 def test_tokenizer_without_mask_token():

@@ -17,7 +17,7 @@ from tests.conftest import (
     tiny_bert_config,
     tiny_distilbert_config,
 )
-from tests.models.test_pretraining_fit import batch
+from tests.conftest import batch
 
 NO_DROPOUT = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
 
@@ -245,7 +245,7 @@ def test_mixed_precision_and_xla(policy, xla):
 
 MIRRORED = """
 from tests.distillation.test_distiller import pretraining_pair
-from tests.models.test_pretraining_fit import batch
+from tests.conftest import batch
 
 def train(strategy):
     with strategy.scope():

@@ -6,7 +6,7 @@ import pytest
 import keras_bert_kit as kbk
 from keras_bert_kit.distillation import default_teacher_layers, init_student_from_teacher
 from tests.conftest import max_abs_diff, randomize_weights, tiny_bert_config, tiny_distilbert_config
-from tests.models.test_pretraining_fit import batch
+from tests.conftest import batch
 
 
 def random_teacher(num_layers=4):

@@ -6,23 +6,12 @@ import pytest
 
 import keras_bert_kit as kbk
 from tests.conftest import (
+    batch,
     mirrored_vs_one_device,
     random_inputs,
     tiny_bert_config,
     tiny_distilbert_config,
 )
-
-
-def batch(config, batch_size=4, seed=0):
-    """A pretraining batch as the pipeline makes it: inputs and targets in one dict."""
-    inputs = random_inputs(config, batch_size=batch_size, num_predictions=3, seed=seed)
-    rng = np.random.default_rng(seed)
-    inputs["masked_ids"] = rng.integers(1, config.vocab_size, (batch_size, 3)).astype("int32")
-    weights = np.ones((batch_size, 3), "float32")
-    weights[1, 2] = 0.0  # a padded prediction slot
-    inputs["masked_weights"] = weights
-    inputs["nsp_label"] = (np.arange(batch_size) % 2).astype("int32")
-    return inputs
 
 
 def test_losses_match_a_hand_computation():
@@ -127,8 +116,7 @@ def test_compile_errors_and_missing_targets():
 
 
 MIRRORED = """
-from tests.models.test_pretraining_fit import batch
-from tests.conftest import tiny_bert_config
+from tests.conftest import batch, tiny_bert_config
 
 config = tiny_bert_config(dropout_rate=0.0, attention_dropout_rate=0.0)
 data = batch(config, batch_size=8)

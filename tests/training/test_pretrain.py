@@ -16,7 +16,7 @@ import yaml
 
 import keras_bert_kit as kbk
 
-from tests.test_distribute import free_ports, start_workers
+from tests.conftest import free_ports, start_workers
 from training import pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
