@@ -28,7 +28,7 @@ import keras
 
 from keras_bert_kit.distillation.distiller import check_temperature
 from keras_bert_kit.models.pretrainers import check_loss_weight
-from training import pretrain
+from training import common
 from training.settings import check_positive_ints, parse_settings, run_job
 
 SETTINGS = {
@@ -64,9 +64,7 @@ SETTINGS = {
     "log_every": (200, "general mode: steps per logged epoch (and evaluation)"),
     # General mode makes its data as the pretraining job does, with the same settings.
     **{key: (default, f"general mode: {help_}")
-       for key, (default, help_) in pretrain.SETTINGS.items()
-       if key in ("max_seq_length", "mask_rate", "max_predictions_per_seq",
-                  "whole_word_masking", "dupe_factor", "short_seq_prob", "eval_fraction")},
+       for key, (default, help_) in common.PRETRAINING_DATA_SETTINGS.items()},
     "batch_size": (32, "examples per step"),
     "learning_rate": (5e-5, "peak learning rate"),
     "warmup_fraction": (0.1, "share of the steps spent warming up, then linear decay to 0"),
@@ -166,7 +164,7 @@ def make_student(settings, teacher, tokenizer):
         raise ValueError("`student_layers` applies to `student: from_teacher` only.")
     else:
         max_length = teacher.encoder.config.max_sequence_length
-        student = pretrain.make_pretrainer(settings["student"], tokenizer.vocabulary_size(),
+        student = common.make_pretrainer(settings["student"], tokenizer.vocabulary_size(),
                                            max_length)
         if isinstance(teacher, Task):
             student = student.encoder
@@ -213,8 +211,8 @@ def task_datasets(settings, teacher, task):
 
 
 def general_datasets(settings, tokenizer):
-    documents = pretrain.load_documents(settings["data"])
-    return pretrain.make_datasets(settings, tokenizer, documents, settings["batch_size"])
+    documents = common.load_documents(settings["data"])
+    return common.make_datasets(settings, tokenizer, documents, settings["batch_size"])
 
 
 # -- the run --------------------------------------------------------------------------
@@ -231,7 +229,7 @@ def run(settings):
     if settings["precision"] != "float32":
         keras.mixed_precision.set_dtype_policy(settings["precision"])
     keras.utils.set_random_seed(settings["seed"])
-    strategy = pretrain.make_strategy(settings["strategy"])
+    strategy = common.make_strategy(settings["strategy"])
 
     with strategy.scope():
         teacher, tokenizer = load_teacher(settings)
@@ -255,7 +253,7 @@ def run(settings):
         epochs = math.ceil(settings["steps"] / steps_per_epoch)
         num_train_steps = settings["steps"]
 
-    jit_compile = pretrain.resolve_xla(settings["jit_compile"], strategy)
+    jit_compile = common.resolve_xla(settings["jit_compile"], strategy)
     with strategy.scope():
         distiller.compile(optimizer=kbk.create_optimizer(
             settings["learning_rate"], num_train_steps=num_train_steps,

@@ -17,7 +17,7 @@ import yaml
 import keras_bert_kit as kbk
 
 from tests.conftest import free_ports, start_workers
-from training import pretrain
+from training import common, pretrain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_MODEL = dict(architecture="bert", hidden_size=32, num_layers=1, num_heads=2,
@@ -99,22 +99,22 @@ def test_schedule_settings_reach_the_optimizer(tmp_path, corpus):
 
 
 def test_model_setting_forms():
-    preset = pretrain.make_pretrainer("bert_tiny", 500, 64).encoder.config
+    preset = common.make_pretrainer("bert_tiny", 500, 64).encoder.config
     assert preset.vocab_size == 500 and preset.num_layers == 2
-    changed = pretrain.make_pretrainer({"preset": "bert_tiny", "dropout_rate": 0.0}, 500, 64)
+    changed = common.make_pretrainer({"preset": "bert_tiny", "dropout_rate": 0.0}, 500, 64)
     assert changed.encoder.config == preset.replace(dropout_rate=0.0)
-    distil = pretrain.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
+    distil = common.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
     assert type(distil).__name__ == "DistilBertPretrainer"
     with pytest.raises(ValueError, match="Unknown BertConfig field"):
-        pretrain.make_pretrainer({"preset": "bert_tiny", "dropout": 0.0}, 500, 64)
+        common.make_pretrainer({"preset": "bert_tiny", "dropout": 0.0}, 500, 64)
     with pytest.raises(ValueError, match="exceeds"):
-        pretrain.make_pretrainer("bert_tiny", 500, 1024)
+        common.make_pretrainer("bert_tiny", 500, 1024)
 
 
 def test_nsp_loss_weight_reaches_bert_and_is_refused_without_nsp():
-    bert = pretrain.make_pretrainer("bert_tiny", 500, 64)
+    bert = common.make_pretrainer("bert_tiny", 500, 64)
     assert pretrain.loss_weights_for(bert, 2.5) == {"nsp_logits": 2.5}
-    distil = pretrain.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
+    distil = common.make_pretrainer(dict(TINY_MODEL, architecture="distilbert"), 500, 64)
     assert pretrain.loss_weights_for(distil, 1.0) is None
     with pytest.raises(ValueError, match="no next-sentence head"):
         pretrain.loss_weights_for(distil, 2.5)
@@ -225,8 +225,8 @@ def test_xla_with_several_cpu_replicas_is_refused_or_turned_off(capsys):
         num_replicas_in_sync = 2
 
     with pytest.raises(ValueError, match="XLA cannot compile"):
-        pretrain.resolve_xla(True, TwoCpuReplicas())
-    assert pretrain.resolve_xla("auto", TwoCpuReplicas()) is False
+        common.resolve_xla(True, TwoCpuReplicas())
+    assert common.resolve_xla("auto", TwoCpuReplicas()) is False
     assert "graph mode" in capsys.readouterr().err
-    assert pretrain.resolve_xla("auto", tf.distribute.get_strategy()) is True
-    assert pretrain.resolve_xla(False, tf.distribute.get_strategy()) is False
+    assert common.resolve_xla("auto", tf.distribute.get_strategy()) is True
+    assert common.resolve_xla(False, tf.distribute.get_strategy()) is False
