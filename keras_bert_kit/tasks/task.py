@@ -17,8 +17,9 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
+from keras_bert_kit.keras_internals_protocol import schedule_step
 from keras_bert_kit.layers import Dropout
-from keras_bert_kit.optimization import create_optimizer
+from keras_bert_kit.optimization import WarmupDecay, create_optimizer
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_BATCH_SIZE = 32
@@ -209,8 +210,14 @@ class Task(MultiWorkerFitMixin, keras.Model):
         return [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
     def _schedule_auto_optimizer(self, batches_per_epoch, epochs):
-        """Replaces the compile-time stand-in with an optimizer whose schedule spans this run."""
-        if self._auto_optimizer is None or self.optimizer.built:
+        """Gives the "auto" optimizer a schedule spanning this `fit` run.
+
+        Every run warms up and decays over its own steps, counted from the
+        optimizer's `iterations` at its start: a second `fit` trains too
+        (its rate would otherwise have decayed to 0), and the optimizer
+        keeps its moments, since only its schedule is replaced.
+        """
+        if self._auto_optimizer is None:
             return
         if batches_per_epoch is None or batches_per_epoch < 0:
             raise ValueError(
@@ -219,17 +226,19 @@ class Task(MultiWorkerFitMixin, keras.Model):
                 "explicit optimizer (e.g. keras_bert_kit.create_optimizer(...))."
             )
         settings = self._auto_optimizer
+        warmup_fraction = settings["warmup_fraction"]
+        if not 0 <= warmup_fraction <= 1:
+            raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
         accumulation = self.optimizer.gradient_accumulation_steps
-        self.optimizer = create_optimizer(
+        num_train_steps = max(1, batches_per_epoch * epochs // (accumulation or 1))
+        self.optimizer.learning_rate = WarmupDecay(
             settings["learning_rate"],
-            num_train_steps=max(1, batches_per_epoch * epochs // (accumulation or 1)),
-            warmup_fraction=settings["warmup_fraction"],
-            weight_decay=settings["weight_decay"],
-            clipnorm=settings["clipnorm"],
-            gradient_accumulation_steps=accumulation,
+            decay_steps=num_train_steps,
+            warmup_steps=int(round(warmup_fraction * num_train_steps)),
+            start_step=schedule_step(self.optimizer),
         )
-        # Saved models record the optimizer they were compiled with: make that this one.
-        self._compile_config.config["optimizer"] = self.optimizer
+        # The train step read the previous schedule when it was traced.
+        self.make_train_function(force=True)
 
     @staticmethod
     def _batches_per_epoch(x, batch_size, steps_per_epoch):
