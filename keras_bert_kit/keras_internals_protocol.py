@@ -21,4 +21,4 @@ def schedule_step(optimizer):
             "Keras internals changed: optimizers have no `_iterations` counter "
             f"(checked against Keras 3.15.1; this is Keras {keras.__version__})."
         )
-    return int(keras.ops.convert_to_numpy(counter))
+    return int(counter.numpy())

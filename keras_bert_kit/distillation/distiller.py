@@ -295,13 +295,15 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
                 learning_rate, num_train_steps, warmup_steps, weight_decay, clipnorm
             )
         # The hard loss and the metrics are the student's own: compiled with
-        # its defaults (or the `loss`, `metrics`, ... given here).
-        self.student.compile(**{
+        # its defaults (or the `loss`, `metrics`, ... given here), and with
+        # the optimizer that trains it, which a saved student then carries.
+        student_settings = {
             name: kwargs.pop(name)
             for name in ("loss", "loss_weights", "metrics", "weighted_metrics")
             if name in kwargs
-        })
+        }
         super().compile(optimizer=optimizer, **kwargs)
+        self.student.compile(optimizer=self.optimizer, **student_settings)
 
     # -- forward ----------------------------------------------------------------------
 
