@@ -101,6 +101,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         decay: "linear", "polynomial" (with `power`) or "constant".
         end_learning_rate: the final rate.
         power: exponent of the polynomial decay (1.0 is linear).
+        start_step: the optimizer step this schedule starts at (its step 0):
+            a later `fit` of the same optimizer warms up and decays anew
+            over its own steps, from its `iterations` at the start.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         decay="linear",
         end_learning_rate=0.0,
         power=1.0,
+        start_step=0,
     ):
         if not peak_learning_rate > 0:
             raise ValueError(
@@ -135,11 +139,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_steps = decay_steps
         self.warmup_steps = warmup_steps
         self.decay = decay
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"`start_step` must be an integer >= 0; got {start_step!r}.")
         self.end_learning_rate = float(end_learning_rate)
         self.power = float(power)
+        self.start_step = start_step
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
+        step = ops.cast(step, "float32") - float(self.start_step)
         peak, end = self.peak_learning_rate, self.end_learning_rate
         warmup = float(max(self.warmup_steps, 1))
         warming = peak * ops.minimum(step + 1.0, warmup) / warmup
@@ -162,6 +169,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             decay=self.decay,
             end_learning_rate=self.end_learning_rate,
             power=self.power,
+            start_step=self.start_step,
         )
 
 

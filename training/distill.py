@@ -113,7 +113,7 @@ def _check_settings(s):
 def load_teacher(settings):
     """(teacher model, tokenizer): a task model or a pretrainer."""
     import keras_bert_kit as kbk
-    from keras_bert_kit.models.pretrainers import _Pretrainer
+    from keras_bert_kit.models import Pretrainer
     from keras_bert_kit.tasks import Task
 
     path = str(settings["teacher"])
@@ -135,7 +135,7 @@ def load_teacher(settings):
             raise ValueError(f"The task model in {path} has no preprocessor (tokenizer): save "
                              "it with one, as training.finetune does.")
         return teacher, teacher.preprocessor.tokenizer
-    if not isinstance(teacher, _Pretrainer):
+    if not isinstance(teacher, Pretrainer):
         raise ValueError(f"teacher {path} holds a {type(teacher).__name__}; expected a "
                          "fine-tuned task model or a pretrainer.")
     if not os.path.isfile(vocab):

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_bert_kit.distillation.internals import encoder_of, with_internals
+from keras_bert_kit.distillation.internals import encoder_of
 from keras_bert_kit.distillation.losses import (
     attention_kl_loss,
     hidden_cosine_loss,
@@ -14,7 +14,7 @@ from keras_bert_kit.distillation.losses import (
 )
 from keras_bert_kit.distribute import MultiWorkerFitMixin, reducible_logs
 from keras_bert_kit.losses import unscaled
-from keras_bert_kit.models.pretrainers import _Pretrainer, check_loss_weight
+from keras_bert_kit.models.pretrainers import Pretrainer, check_loss_weight
 from keras_bert_kit.optimization import warmup_then_linear_decay
 from keras_bert_kit.tasks import Task
 
@@ -48,12 +48,12 @@ def _vocabulary(model):
 def _check_pair(teacher, student):
     """Raises unless `student` can learn `teacher`'s outputs token for token."""
     for role, model in (("teacher", teacher), ("student", student)):
-        if not isinstance(model, (_Pretrainer, Task)):
+        if not isinstance(model, (Pretrainer, Task)):
             raise ValueError(
                 f"The {role} must be a keras_bert_kit pretrainer (general distillation) or "
                 f"task model (task distillation); got {type(model).__name__}."
             )
-    if isinstance(teacher, _Pretrainer) != isinstance(student, _Pretrainer) or (
+    if isinstance(teacher, Pretrainer) != isinstance(student, Pretrainer) or (
         isinstance(teacher, Task) and type(teacher) is not type(student)
     ):
         raise ValueError(
@@ -234,8 +234,8 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         teacher.trainable = False
         self.teacher = teacher
         self.student = student
-        self._teacher_view = with_internals(teacher)
-        self._student_view = with_internals(student)
+        self._teacher_view = teacher.with_internals()
+        self._student_view = student.with_internals()
         self.hidden_projection = None
         if alpha_hidden and teacher_config.hidden_size != student_config.hidden_size:
             self.hidden_projection = keras.layers.Dense(
@@ -294,20 +294,16 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             optimizer = warmup_then_linear_decay(
                 learning_rate, num_train_steps, warmup_steps, weight_decay, clipnorm
             )
-        if isinstance(self.student, _Pretrainer):
-            for name in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-                if kwargs.pop(name, None) is not None:
-                    raise ValueError(
-                        f"A {type(self.student).__name__} student computes its own loss and "
-                        f"metrics; drop `{name}`."
-                    )
-        else:
-            metrics, weighted_metrics = self.student._default_metrics()
-            kwargs.setdefault("loss", self.student._default_loss())
-            kwargs.setdefault("loss_weights", self.student._default_loss_weights())
-            kwargs.setdefault("metrics", metrics)
-            kwargs.setdefault("weighted_metrics", weighted_metrics)
+        # The hard loss and the metrics are the student's own: compiled with
+        # its defaults (or the `loss`, `metrics`, ... given here), and with
+        # the optimizer that trains it, which a saved student then carries.
+        student_settings = {
+            name: kwargs.pop(name)
+            for name in ("loss", "loss_weights", "metrics", "weighted_metrics")
+            if name in kwargs
+        }
         super().compile(optimizer=optimizer, **kwargs)
+        self.student.compile(optimizer=self.optimizer, **student_settings)
 
     # -- forward ----------------------------------------------------------------------
 
@@ -334,47 +330,19 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The student's own (hard) loss on the true targets."""
-        if isinstance(self.student, _Pretrainer):
-            return self.student.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-        return super().compute_loss(
+        return self.student.compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if isinstance(self.student, _Pretrainer):
-            self.student.compute_metrics(x, y, y_pred)
-            return self.get_metrics_result()
-        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        self.student.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self.get_metrics_result()
 
     @property
     def metrics(self):
-        metrics = super().metrics
-        if isinstance(self.student, _Pretrainer):
-            # Keras leaves out a nested model's metrics; a pretrainer keeps its
-            # MLM/NSP loss and accuracy in its own trackers.
-            metrics = metrics + [m for m in self.student.metrics if m.name != "loss"]
-        return metrics
-
-    def _output_weights(self):
-        """Each output's weight in the soft loss: the same as in the student's hard loss."""
-        if isinstance(self.student, _Pretrainer):
-            return dict(self.student._loss_weights)
-        names = _as_output_dict(self.student.output)
-        return self.student._default_loss_weights() or {name: 1.0 for name in names}
-
-    def _item_weights(self, name, logits, x, y, sample_weight):
-        """Which predictions of output `name` count in the soft loss (0: padding)."""
-        if name == "mlm_logits":
-            # The student's own MLM weights, as its hard loss reads them.
-            return self.student._targets(x, y)["masked_weights"]
-        if isinstance(sample_weight, dict):
-            sample_weight = sample_weight.get(name)
-        items_shape = logits.shape[:-1]
-        if sample_weight is not None and len(sample_weight.shape) == len(items_shape):
-            return sample_weight
-        if len(items_shape) == 2:  # one prediction per token
-            return x["padding_mask"]
-        return keras.ops.ones_like(logits[..., 0])
+        # Keras leaves out a nested model's metrics; the student's are ours
+        # (but its `loss`: ours is the distillation loss).
+        return super().metrics + [m for m in self.student.metrics if m.name != "loss"]
 
     def _distillation_losses(self, x, y, sample_weight, teacher, student):
         """{logged name: loss} of every weighted component but the hard loss."""
@@ -384,11 +352,12 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
             teacher_logits = _as_output_dict(teacher["outputs"])
             student_logits = _as_output_dict(student["outputs"])
             soft = 0.0
-            for name, weight in self._output_weights().items():
+            # Each output weighs as in the student's hard loss, and so do its predictions.
+            items = self.student.prediction_weights(x, y, sample_weight)
+            for name, weight in self.student.loss_weights.items():
                 if name in teacher_logits and name in student_logits and weight:
-                    items = self._item_weights(name, student_logits[name], x, y, sample_weight)
                     soft += weight * soft_target_loss(
-                        teacher_logits[name], student_logits[name], self.temperature, items
+                        teacher_logits[name], student_logits[name], self.temperature, items[name]
                     )
             losses["soft_loss"] = soft
         if self.alphas["alpha_cos"]:

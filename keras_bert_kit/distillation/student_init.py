@@ -7,7 +7,7 @@ import numpy as np
 from keras_bert_kit.configs import DistilBertConfig, EncoderConfig, config_from_preset
 from keras_bert_kit.distillation.internals import encoder_of
 from keras_bert_kit.models import encoder_from_config
-from keras_bert_kit.models.pretrainers import _Pretrainer, pretrainer_for
+from keras_bert_kit.models.pretrainers import Pretrainer, pretrainer_for
 
 # What must agree between teacher and student for a layer's weights to carry over.
 _SHARED_SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_heads", "intermediate_size")
@@ -135,7 +135,7 @@ def init_student_from_teacher(teacher, student_config=None, layers=None):
         _copy_weights(target, teacher_encoder.transformer_layers[index])
     if encoder.pooler is not None and teacher_encoder.pooler is not None:
         _copy_weights(encoder.pooler, teacher_encoder.pooler)
-    if not isinstance(teacher, _Pretrainer):
+    if not isinstance(teacher, Pretrainer):
         return encoder
 
     student = pretrainer_for(encoder)

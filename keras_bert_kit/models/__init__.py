@@ -2,7 +2,12 @@
 
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
-from keras_bert_kit.models.pretrainers import BertPretrainer, DistilBertPretrainer, pretrainer_for
+from keras_bert_kit.models.pretrainers import (
+    BertPretrainer,
+    DistilBertPretrainer,
+    Pretrainer,
+    pretrainer_for,
+)
 
 
 def encoder_from_config(config, **kwargs):
@@ -18,6 +23,7 @@ __all__ = [
     "BertPretrainer",
     "DistilBertEncoder",
     "DistilBertPretrainer",
+    "Pretrainer",
     "encoder_from_config",
     "pretrainer_for",
 ]

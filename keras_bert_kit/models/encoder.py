@@ -7,18 +7,21 @@ from keras_bert_kit.layers import TransformerBlock, TransformerEmbeddings
 from keras_bert_kit.models.inputs import check_id_inputs
 
 
-def _run_layers(embeddings, transformer_layers, inputs, last_layer_positions=None):
-    """Embeddings then every layer: (hidden states, attention probabilities)."""
+def _encode(embeddings, transformer_layers, inputs, query_positions=None):
     x = embeddings(inputs["input_ids"], inputs.get("segment_ids"))
     hidden_states, attentions = [x], []
     for index, layer in enumerate(transformer_layers):
         last = index == len(transformer_layers) - 1
         x, probabilities = layer(
-            x, inputs["padding_mask"], query_positions=last_layer_positions if last else None
+            x, inputs["padding_mask"], query_positions=query_positions if last else None
         )
         hidden_states.append(x)
         attentions.append(probabilities)
     return hidden_states, attentions
+
+
+def _pool(pooler, states):
+    return pooler(states) if pooler is not None else states[:, 0, :]
 
 
 class TransformerEncoder(keras.Model):
@@ -76,11 +79,11 @@ class TransformerEncoder(keras.Model):
             inputs["segment_ids"] = keras.Input((None,), dtype="int32", name="segment_ids")
         inputs["padding_mask"] = keras.Input((None,), dtype="int32", name="padding_mask")
 
-        hidden_states, attentions = _run_layers(embeddings, transformer_layers, inputs)
+        hidden_states, attentions = _encode(embeddings, transformer_layers, inputs)
         x = hidden_states[-1]
         outputs = {
             "sequence_output": x,
-            "pooled_output": pooler(x) if pooler is not None else x[:, 0, :],
+            "pooled_output": _pool(pooler, x),
             "hidden_states": hidden_states,
         }
         if output_attentions:
@@ -139,17 +142,30 @@ class TransformerEncoder(keras.Model):
     def call(self, inputs, training=None, mask=None):
         return super().call(self.check_inputs(inputs), training=training, mask=mask)
 
-    def final_states_at(self, inputs, positions):
-        """The last layer's output at `positions` only: `[batch, n, hidden]`.
+    def encode(self, inputs, query_positions=None):
+        """Runs the embeddings and every layer on `inputs`: (hidden_states, attentions).
 
-        For heads that read a few positions ([CLS], masked tokens): the last
-        layer computes just those rows, while its keys and values still see
-        every token, so the rows equal those of `sequence_output`. Used to
-        build a task's functional graph over this encoder's layers.
+        `hidden_states`: the embedding output, then every layer's output
+        `[batch, seq, hidden]`; `attentions`: every layer's float32
+        probabilities `[batch, heads, seq, seq]`. With `query_positions`
+        (int `[batch, n]`), the last layer computes only those rows, while
+        its keys and values still see every token: its state is then
+        `[batch, n, hidden]` and its attention `[batch, heads, n, seq]`.
+
+        Pretrainers and tasks build their functional graphs with it, over
+        this encoder's own layers (so the weights are shared), instead of
+        calling the encoder as a nested model: their graphs then reach every
+        layer's states and attention maps (see their `with_internals`).
         """
-        hidden_states, _ = _run_layers(
-            self.embeddings, self.transformer_layers, inputs, last_layer_positions=positions
-        )
+        return _encode(self.embeddings, self.transformer_layers, inputs, query_positions)
+
+    def pool(self, states):
+        """`pooled_output` from final states whose first row is [CLS]'s: `[batch, hidden]`."""
+        return _pool(self.pooler, states)
+
+    def final_states_at(self, inputs, positions):
+        """The last layer's output at `positions` only: `[batch, n, hidden]` (see `encode`)."""
+        hidden_states, _ = self.encode(inputs, query_positions=positions)
         return hidden_states[-1]
 
     def get_config(self):

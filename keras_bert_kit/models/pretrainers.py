@@ -16,6 +16,7 @@ from keras_bert_kit.layers import MaskedLMHead, NextSentenceHead
 from keras_bert_kit.losses import global_weighted_mean, unscaled
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
+from keras_bert_kit.models.graph import GraphModel
 from keras_bert_kit.models.inputs import (
     check_id_inputs,
     check_input_keys,
@@ -27,10 +28,16 @@ from keras_bert_kit.optimization import warmup_then_linear_decay
 TARGET_KEYS = ("masked_ids", "masked_weights", "nsp_label")
 
 
-class _Pretrainer(MultiWorkerFitMixin, keras.Model):
-    """Encoder + heads as one functional model with dict inputs and outputs."""
+class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
+    """Encoder + heads as one functional model with dict inputs and outputs.
+
+    The base of `BertPretrainer` and `DistilBertPretrainer`. Besides Keras'
+    API it offers `targets(x, y)`, `loss_weights`, `prediction_weights(x,
+    y, sample_weight)` and `with_internals()`, which distillation uses.
+    """
 
     encoder_class = None
+    graph_layer_names = ("encoder", "masked_lm_head", "next_sentence_head")
 
     def __init__(self, encoder, **kwargs):
         if not isinstance(encoder, self.encoder_class):
@@ -56,19 +63,12 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
             name: keras.Input((None,), dtype="int32", name=name) for name in encoder.input_names
         }
         inputs["masked_positions"] = keras.Input((None,), dtype="int32", name="masked_positions")
-        # The heads read [CLS] and the masked positions only, so the last
-        # layer computes just those rows: a quarter less encoder work for 4
-        # layers, with the same outputs and gradients.
-        masked_positions = inputs["masked_positions"]
-        rows = keras.ops.concatenate(
-            [keras.ops.zeros_like(masked_positions[:, :1]), masked_positions], axis=1
+        layers = dict(
+            encoder=encoder,
+            masked_lm_head=masked_lm_head,
+            next_sentence_head=next_sentence_head,
         )
-        states = encoder.final_states_at(
-            {name: inputs[name] for name in encoder.input_names}, rows
-        )
-        outputs = {"mlm_logits": masked_lm_head(states[:, 1:])}
-        if next_sentence_head is not None:
-            outputs["nsp_logits"] = next_sentence_head(encoder.pooler(states))
+        outputs = self.build_graph(layers, inputs)["outputs"]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._input_names = list(inputs)
 
@@ -88,6 +88,28 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
 
     def _make_next_sentence_head(self, encoder):
         return None
+
+    @staticmethod
+    def build_graph(layers, inputs, full_sequence=False):
+        encoder = layers["encoder"]
+        # The heads read [CLS] and the masked positions only, so the last
+        # layer computes just those rows: a quarter less encoder work for 4
+        # layers, with the same outputs and gradients.
+        masked_positions = inputs["masked_positions"]
+        rows = keras.ops.concatenate(
+            [keras.ops.zeros_like(masked_positions[:, :1]), masked_positions], axis=1
+        )
+        encoder_inputs = {name: inputs[name] for name in encoder.input_names}
+        if full_sequence:
+            hidden_states, attentions = encoder.encode(encoder_inputs)
+            states = keras.ops.take_along_axis(hidden_states[-1], rows[:, :, None], axis=1)
+        else:
+            hidden_states, attentions = encoder.encode(encoder_inputs, query_positions=rows)
+            states = hidden_states[-1]
+        outputs = {"mlm_logits": layers["masked_lm_head"](states[:, 1:])}
+        if layers["next_sentence_head"] is not None:
+            outputs["nsp_logits"] = layers["next_sentence_head"](encoder.pool(states))
+        return {"outputs": outputs, "hidden_states": hidden_states, "attentions": attentions}
 
     @property
     def input_names(self):
@@ -181,7 +203,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def _targets(self, x, y):
+    def targets(self, x, y):
         """The target tensors: from `y` when given, else from the batch `x` itself."""
         source = x if y is None else y
         if not isinstance(source, dict) or "masked_ids" not in source:
@@ -200,8 +222,25 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
             targets["nsp_label"] = source["nsp_label"]
         return targets
 
+    @property
+    def loss_weights(self):
+        """{output name: its weight in the loss}, as `compile(loss_weights=...)` set them."""
+        return dict(self._loss_weights)
+
+    def prediction_weights(self, x, y=None, sample_weight=None):
+        """{output name: weights of its predictions}: which count in a loss over them.
+
+        `mlm_logits`: the batch's `masked_weights` (0 on padding
+        predictions); `nsp_logits`: one per example.
+        """
+        targets = self.targets(x, y)
+        weights = {"mlm_logits": targets["masked_weights"]}
+        if self.next_sentence_head is not None:
+            weights["nsp_logits"] = tf.ones_like(targets["nsp_label"], tf.float32)
+        return weights
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        targets = self._targets(x, y)
+        targets = self.targets(x, y)
         # Each replica's loss is its share of the global mean (Keras losses
         # scale themselves for the number of replicas); the trackers log the
         # unscaled value, as Keras' own loss tracker does.
@@ -221,7 +260,7 @@ class _Pretrainer(MultiWorkerFitMixin, keras.Model):
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        targets = self._targets(x, y)
+        targets = self.targets(x, y)
         self.mlm_accuracy.update_state(
             targets["masked_ids"], y_pred["mlm_logits"], sample_weight=targets["masked_weights"]
         )
@@ -264,7 +303,7 @@ def masked_lm_loss(targets, logits):
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
-class BertPretrainer(_Pretrainer):
+class BertPretrainer(Pretrainer):
     """BERT with its two pretraining heads.
 
     Inputs: the encoder's inputs plus `masked_positions` (int32
@@ -284,7 +323,7 @@ class BertPretrainer(_Pretrainer):
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
-class DistilBertPretrainer(_Pretrainer):
+class DistilBertPretrainer(Pretrainer):
     """DistilBERT with its masked-LM head (DistilBERT drops next-sentence prediction).
 
     Inputs: the encoder's inputs plus `masked_positions`. Output: `mlm_logits`.

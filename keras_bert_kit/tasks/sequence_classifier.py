@@ -70,25 +70,23 @@ class SequenceClassifier(Task):
                 "`preprocessor` must be a SequenceClassifierPreprocessor; got "
                 f"{type(preprocessor).__name__}."
             )
-        config = encoder.config
 
         # === Layers ===
-        pooler = MeanPooler(dtype=encoder.dtype_policy, name="mean_pooler") if (
+        mean_pooler = MeanPooler(dtype=encoder.dtype_policy, name="mean_pooler") if (
             pooling == "mean"
         ) else None
-        dropout_layer, logits_layer = self._head_layers(encoder, num_classes, dropout, "logits")
+        head_dropout, logits_layer = self._head_layers(encoder, num_classes, dropout, "logits")
 
         # === Functional model ===
         if pooling == "mean":
             self._freeze_unused_pooler(encoder)
-        inputs = self._encoder_inputs(encoder)
-        encoded = encoder(inputs)
-        if pooler is None:
-            pooled = encoded["pooled_output"]
-        else:
-            pooled = pooler(encoded["sequence_output"], inputs["padding_mask"])
-        logits = logits_layer(dropout_layer(pooled))
-        self._init_task(encoder, preprocessor, inputs, logits, **kwargs)
+        layers = dict(
+            encoder=encoder,
+            mean_pooler=mean_pooler,
+            head_dropout=head_dropout,
+            logits_layer=logits_layer,
+        )
+        self._init_task(layers, preprocessor, **kwargs)
 
         # === Config ===
         self.num_classes = num_classes
@@ -96,7 +94,25 @@ class SequenceClassifier(Task):
         self.dropout = dropout
         self.label_names = tuple(label_names) if label_names is not None else None
 
-    def _default_loss(self):
+    graph_layer_names = ("encoder", "mean_pooler", "head_dropout", "logits_layer")
+
+    @staticmethod
+    def build_graph(layers, inputs, full_sequence=False):
+        encoder, mean_pooler = layers["encoder"], layers["mean_pooler"]
+        if mean_pooler is not None or full_sequence:
+            hidden_states, attentions = encoder.encode(inputs)
+        else:
+            # [CLS] pooling reads one row: the last layer computes only that.
+            cls_row = keras.ops.zeros_like(inputs["input_ids"][:, :1])
+            hidden_states, attentions = encoder.encode(inputs, query_positions=cls_row)
+        if mean_pooler is None:
+            pooled = encoder.pool(hidden_states[-1])
+        else:
+            pooled = mean_pooler(hidden_states[-1], inputs["padding_mask"])
+        logits = layers["logits_layer"](layers["head_dropout"](pooled))
+        return {"outputs": logits, "hidden_states": hidden_states, "attentions": attentions}
+
+    def default_loss(self):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def _check_targets(self, y):
@@ -110,7 +126,7 @@ class SequenceClassifier(Task):
                 f"[0, {self.num_classes}) for a {self.num_classes}-class classifier."
             )
 
-    def _default_metrics(self):
+    def default_metrics(self):
         return [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             SparseMacroF1(self.num_classes),

@@ -56,33 +56,39 @@ class SpanExtractor(Task):
             )
 
         # === Layers ===
-        dropout_layer, span_layer = self._head_layers(encoder, 2, dropout, "span_logits")
+        head_dropout, span_layer = self._head_layers(encoder, 2, dropout, "span_logits")
 
         # === Functional model ===
         self._freeze_unused_pooler(encoder)
-        inputs = self._encoder_inputs(encoder)
-        sequence_output = encoder(inputs)["sequence_output"]
-        logits = span_layer(dropout_layer(sequence_output))
+        layers = dict(encoder=encoder, head_dropout=head_dropout, span_layer=span_layer)
+        self._init_task(layers, preprocessor, **kwargs)
+
+        # === Config ===
+        self.dropout = dropout
+
+    graph_layer_names = ("encoder", "head_dropout", "span_layer")
+
+    @staticmethod
+    def build_graph(layers, inputs, full_sequence=False):
+        hidden_states, attentions = layers["encoder"].encode(inputs)
+        logits = layers["span_layer"](layers["head_dropout"](hidden_states[-1]))
         padding = (1.0 - ops.cast(inputs["padding_mask"], "float32")) * MASK_VALUE
         outputs = {
             "start_logits": keras.layers.Identity(name="start_logits")(logits[:, :, 0] + padding),
             "end_logits": keras.layers.Identity(name="end_logits")(logits[:, :, 1] + padding),
         }
-        self._init_task(encoder, preprocessor, inputs, outputs, **kwargs)
+        return {"outputs": outputs, "hidden_states": hidden_states, "attentions": attentions}
 
-        # === Config ===
-        self.dropout = dropout
-
-    def _default_loss(self):
+    def default_loss(self):
         return {
             "start_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             "end_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         }
 
-    def _default_loss_weights(self):
+    def default_loss_weights(self):
         return {"start_logits": 0.5, "end_logits": 0.5}
 
-    def _default_metrics(self):
+    def default_metrics(self):
         return {
             "start_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             "end_logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],

@@ -17,8 +17,10 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
+from keras_bert_kit.keras_internals_protocol import schedule_step
 from keras_bert_kit.layers import Dropout
-from keras_bert_kit.optimization import create_optimizer
+from keras_bert_kit.models.graph import GraphModel
+from keras_bert_kit.optimization import WarmupDecay, create_optimizer
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_BATCH_SIZE = 32
@@ -29,18 +31,28 @@ def _is_features(x):
     return isinstance(x, dict)
 
 
-class Task(MultiWorkerFitMixin, keras.Model):
+class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
     """Base of `SequenceClassifier`, `TokenClassifier` and `SpanExtractor`; not registered.
 
-    Subclasses build the functional graph and call `_init_task`; they name
-    their defaults in `_default_loss` and `_default_metrics`.
+    Subclasses build their graph in `build_graph` (see `GraphModel`) over
+    the encoder's own layers, and name their defaults in `default_loss`,
+    `default_metrics` and `default_loss_weights`.
     """
 
-    def _init_task(self, encoder, preprocessor, inputs, outputs, **kwargs):
+    def _init_task(self, layers, preprocessor, **kwargs):
+        """Builds the functional model from `layers` ({name: layer}, `encoder` among them)."""
+        inputs = self._encoder_inputs(layers["encoder"])
+        outputs = self.build_graph(layers, inputs)["outputs"]
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self.encoder = encoder
+        for name, layer in layers.items():
+            setattr(self, name, layer)
         self.preprocessor = preprocessor
         self._auto_optimizer = None
+
+    def call(self, inputs, training=None, mask=None):
+        # Checked here: the functional graph would silently cast float ids to
+        # its int32 inputs before the encoder's layers run.
+        return super().call(self.encoder.check_inputs(inputs), training=training, mask=mask)
 
     @staticmethod
     def _head_layers(encoder, units, dropout, name):
@@ -81,14 +93,43 @@ class Task(MultiWorkerFitMixin, keras.Model):
 
     # -- compile ----------------------------------------------------------------------
 
-    def _default_loss(self):
+    def default_loss(self):
+        """The loss `compile()` uses: a Keras loss, or {output name: loss}."""
         raise NotImplementedError
 
-    def _default_metrics(self):
-        return None, None  # (metrics, weighted_metrics)
+    def default_metrics(self):
+        """The metrics `compile()` uses: `(metrics, weighted_metrics)`."""
+        return None, None
 
-    def _default_loss_weights(self):
+    def default_loss_weights(self):
+        """The loss weights `compile()` uses: {output name: float}, or None for 1 each."""
         return None
+
+    @property
+    def loss_weights(self):
+        """{output name: its weight in the default loss}."""
+        names = self.output if isinstance(self.output, dict) else {"logits": None}
+        return self.default_loss_weights() or {name: 1.0 for name in names}
+
+    def prediction_weights(self, x, y=None, sample_weight=None):
+        """{output name: weights of its predictions}: which count in a loss over them.
+
+        Per-token outputs: `sample_weight` when it weighs each token, else
+        `padding_mask`; per-example outputs: `sample_weight` when given per
+        example, else ones.
+        """
+        outputs = self.output if isinstance(self.output, dict) else {"logits": self.output}
+        weights = {}
+        for name, output in outputs.items():
+            given = sample_weight.get(name) if isinstance(sample_weight, dict) else sample_weight
+            rank = len(output.shape) - 1
+            if given is not None and len(given.shape) == rank:
+                weights[name] = given
+            elif rank == 2:
+                weights[name] = x["padding_mask"]
+            else:
+                weights[name] = keras.ops.ones_like(x["input_ids"][:, 0], dtype="float32")
+        return weights
 
     def compile(
         self,
@@ -127,10 +168,10 @@ class Task(MultiWorkerFitMixin, keras.Model):
         else:
             self._auto_optimizer = None
         if loss == "auto":
-            loss = self._default_loss()
+            loss = self.default_loss()
         if loss_weights == "auto":
-            loss_weights = self._default_loss_weights()
-        default_metrics, default_weighted = self._default_metrics()
+            loss_weights = self.default_loss_weights()
+        default_metrics, default_weighted = self.default_metrics()
         if metrics == "auto":
             metrics = default_metrics
         if weighted_metrics == "auto":
@@ -209,8 +250,14 @@ class Task(MultiWorkerFitMixin, keras.Model):
         return [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
     def _schedule_auto_optimizer(self, batches_per_epoch, epochs):
-        """Replaces the compile-time stand-in with an optimizer whose schedule spans this run."""
-        if self._auto_optimizer is None or self.optimizer.built:
+        """Gives the "auto" optimizer a schedule spanning this `fit` run.
+
+        Every run warms up and decays over its own steps, counted from the
+        optimizer's `iterations` at its start: a second `fit` trains too
+        (its rate would otherwise have decayed to 0), and the optimizer
+        keeps its moments, since only its schedule is replaced.
+        """
+        if self._auto_optimizer is None:
             return
         if batches_per_epoch is None or batches_per_epoch < 0:
             raise ValueError(
@@ -219,17 +266,19 @@ class Task(MultiWorkerFitMixin, keras.Model):
                 "explicit optimizer (e.g. keras_bert_kit.create_optimizer(...))."
             )
         settings = self._auto_optimizer
+        warmup_fraction = settings["warmup_fraction"]
+        if not 0 <= warmup_fraction <= 1:
+            raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
         accumulation = self.optimizer.gradient_accumulation_steps
-        self.optimizer = create_optimizer(
+        num_train_steps = max(1, batches_per_epoch * epochs // (accumulation or 1))
+        self.optimizer.learning_rate = WarmupDecay(
             settings["learning_rate"],
-            num_train_steps=max(1, batches_per_epoch * epochs // (accumulation or 1)),
-            warmup_fraction=settings["warmup_fraction"],
-            weight_decay=settings["weight_decay"],
-            clipnorm=settings["clipnorm"],
-            gradient_accumulation_steps=accumulation,
+            decay_steps=num_train_steps,
+            warmup_steps=int(round(warmup_fraction * num_train_steps)),
+            start_step=schedule_step(self.optimizer),
         )
-        # Saved models record the optimizer they were compiled with: make that this one.
-        self._compile_config.config["optimizer"] = self.optimizer
+        # The train step read the previous schedule when it was traced.
+        self.make_train_function(force=True)
 
     @staticmethod
     def _batches_per_epoch(x, batch_size, steps_per_epoch):

@@ -78,27 +78,33 @@ class TokenClassifier(Task):
             )
 
         # === Layers ===
-        dropout_layer, logits_layer = self._head_layers(encoder, num_tags, dropout, "logits")
+        head_dropout, logits_layer = self._head_layers(encoder, num_tags, dropout, "logits")
 
         # === Functional model ===
         self._freeze_unused_pooler(encoder)
-        inputs = self._encoder_inputs(encoder)
-        sequence_output = encoder(inputs)["sequence_output"]
-        logits = logits_layer(dropout_layer(sequence_output))
-        self._init_task(encoder, preprocessor, inputs, logits, **kwargs)
+        layers = dict(encoder=encoder, head_dropout=head_dropout, logits_layer=logits_layer)
+        self._init_task(layers, preprocessor, **kwargs)
 
         # === Config ===
         self.num_tags = num_tags
         self.dropout = dropout
         self.tag_names = tuple(tag_names) if tag_names is not None else None
 
-    def _default_loss(self):
+    graph_layer_names = ("encoder", "head_dropout", "logits_layer")
+
+    @staticmethod
+    def build_graph(layers, inputs, full_sequence=False):
+        hidden_states, attentions = layers["encoder"].encode(inputs)
+        logits = layers["logits_layer"](layers["head_dropout"](hidden_states[-1]))
+        return {"outputs": logits, "hidden_states": hidden_states, "attentions": attentions}
+
+    def default_loss(self):
         # Averaged over the weighted (first-piece) tokens, not over padding.
         return keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="mean_with_sample_weight"
         )
 
-    def _default_metrics(self):
+    def default_metrics(self):
         return None, [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def _check_targets(self, y):
