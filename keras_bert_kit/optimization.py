@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
+from keras_bert_kit.validation import check_int
 
 DECAYS = ("linear", "polynomial", "constant")
 # Substrings of variable names that never decay, as in the original BERT
@@ -120,15 +121,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 f"`peak_learning_rate` must be positive; got {peak_learning_rate!r}."
             )
-        if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 1:
-            raise ValueError(f"`decay_steps` must be a positive integer; got {decay_steps!r}.")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or not (
-            0 <= warmup_steps <= decay_steps
-        ):
-            raise ValueError(
-                f"`warmup_steps` must be an integer in [0, decay_steps={decay_steps}]; "
-                f"got {warmup_steps!r}."
-            )
+        check_int("decay_steps", decay_steps, minimum=1)
+        check_int("warmup_steps", warmup_steps, minimum=0, maximum=decay_steps,
+                  hint="at most decay_steps")
         if decay not in DECAYS:
             raise ValueError(f"`decay` must be one of {DECAYS}; got {decay!r}.")
         if not 0 <= end_learning_rate <= peak_learning_rate:
@@ -139,8 +134,7 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_steps = decay_steps
         self.warmup_steps = warmup_steps
         self.decay = decay
-        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-            raise ValueError(f"`start_step` must be an integer >= 0; got {start_step!r}.")
+        check_int("start_step", start_step, minimum=0)
         self.end_learning_rate = float(end_learning_rate)
         self.power = float(power)
         self.start_step = start_step

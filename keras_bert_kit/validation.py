@@ -7,6 +7,7 @@ A bool is never accepted as a number (True == 1 would otherwise pass).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -40,10 +41,12 @@ def _requirement(noun, minimum, maximum, include_minimum, include_maximum) -> st
         return f"{_article(noun)} {noun} {'<=' if include_maximum else '<'} {maximum}"
     if minimum is None:
         return f"{_article(noun)} {noun}"
-    if (minimum == "0" and not include_minimum
-            or minimum == "1" and include_minimum and noun == "integer"):
+    if noun in ("integer", "number") and (
+        minimum == "0" and not include_minimum
+        or minimum == "1" and include_minimum and noun == "integer"
+    ):
         return f"a positive {noun}"
-    if minimum == "0":
+    if noun in ("integer", "number") and minimum == "0":
         return f"a non-negative {noun}"
     return f"{_article(noun)} {noun} {'>=' if include_minimum else '>'} {minimum}"
 
@@ -81,14 +84,19 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
 
 def check_number(name: str, value: Any, minimum: float | None = None,
                  maximum: float | None = None, *, include_minimum: bool = True,
-                 include_maximum: bool = True, hint: str | None = None) -> float:
+                 include_maximum: bool = True, finite: bool = False,
+                 hint: str | None = None) -> float:
     """`value` if it is an int or float (not a bool) within the bounds, else a ValueError.
 
     Args:
         name: the argument's name, as the caller spells it.
         minimum, maximum: bounds; None for none.
         include_minimum, include_maximum: whether each bound itself is allowed.
+        finite: refuse infinities too (NaN is always refused).
         hint: a few words appended to the message in parentheses.
     """
+    if finite:
+        return _check(name, value, lambda v: _is_number(v) and math.isfinite(v),
+                      "finite number", minimum, maximum, include_minimum, include_maximum, hint)
     return _check(name, value, _is_number, "number", minimum, maximum, include_minimum,
                   include_maximum, hint)

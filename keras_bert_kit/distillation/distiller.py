@@ -1,7 +1,5 @@
 """`Distiller`: trains a student to match a frozen teacher, with `fit`."""
 
-import math
-
 import keras
 import tensorflow as tf
 
@@ -17,6 +15,7 @@ from keras_bert_kit.losses import unscaled
 from keras_bert_kit.models.pretrainers import Pretrainer, check_loss_weight
 from keras_bert_kit.optimization import warmup_then_linear_decay
 from keras_bert_kit.tasks import Task
+from keras_bert_kit.validation import check_number
 
 # Loss components: (constructor weight, logged name).
 COMPONENTS = (
@@ -88,10 +87,7 @@ def _check_pair(teacher, student):
 
 def check_temperature(temperature):
     """Raises unless `temperature` is a finite number > 0."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-        0 < temperature < math.inf
-    ):
-        raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
+    check_number("temperature", temperature, minimum=0, include_minimum=False, finite=True)
 
 
 def _layer_pairs(layer_map, teacher_depth, student_depth):

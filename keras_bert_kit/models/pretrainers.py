@@ -23,6 +23,7 @@ from keras_bert_kit.models.inputs import (
     static_sequence_length,
 )
 from keras_bert_kit.optimization import warmup_then_linear_decay
+from keras_bert_kit.validation import check_number
 
 # The keys of a pretraining batch that are targets, not model inputs.
 TARGET_KEYS = ("masked_ids", "masked_weights", "nsp_label")
@@ -284,10 +285,7 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
 
 def check_loss_weight(name, weight):
     """Raises unless `weight` is a finite number >= 0."""
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
-        0 <= weight < float("inf")
-    ):
-        raise ValueError(f"`{name}` must be a finite number >= 0; got {weight!r}.")
+    check_number(name, weight, minimum=0, finite=True)
 
 
 def masked_lm_loss(targets, logits):

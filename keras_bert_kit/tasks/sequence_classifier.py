@@ -10,6 +10,7 @@ from keras_bert_kit.layers import MeanPooler
 from keras_bert_kit.metrics import SparseMacroF1
 from keras_bert_kit.tasks.sequence_classifier_preprocessor import SequenceClassifierPreprocessor
 from keras_bert_kit.tasks.task import Task
+from keras_bert_kit.validation import check_int
 
 POOLINGS = ("cls", "mean")
 
@@ -55,8 +56,7 @@ class SequenceClassifier(Task):
         label_names=None,
         **kwargs,
     ):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
+        check_int("num_classes", num_classes, minimum=2)
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}; got {pooling!r}.")
         if label_names is not None and len(label_names) != num_classes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras_bert_kit.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -27,13 +28,7 @@ class TextPreprocessor(keras.layers.Layer):
         super().__init__(**kwargs)
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or (
-            sequence_length < 3
-        ):
-            raise ValueError(
-                "`sequence_length` must be an integer >= 3 ([CLS], a token, [SEP]); "
-                f"got {sequence_length!r}."
-            )
+        check_int("sequence_length", sequence_length, minimum=3, hint="[CLS], a token, [SEP]")
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
         self.built = True

@@ -25,6 +25,7 @@ from keras_bert_kit.tasks.token_classifier_preprocessor import (
     is_texts,
 )
 from keras_bert_kit.tokenization.words import split_words_with_offsets
+from keras_bert_kit.validation import check_int
 
 
 class TaggedWord(NamedTuple):
@@ -67,8 +68,7 @@ class TokenClassifier(Task):
     def __init__(
         self, encoder, num_tags, preprocessor=None, dropout=0.1, tag_names=None, **kwargs
     ):
-        if isinstance(num_tags, bool) or not isinstance(num_tags, int) or num_tags < 2:
-            raise ValueError(f"`num_tags` must be an integer >= 2; got {num_tags!r}.")
+        check_int("num_tags", num_tags, minimum=2)
         if tag_names is not None and len(tag_names) != num_tags:
             raise ValueError(f"{len(tag_names)} tag_names for num_tags={num_tags}.")
         if preprocessor is not None and not isinstance(preprocessor, TokenClassifierPreprocessor):

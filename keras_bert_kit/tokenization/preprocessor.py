@@ -15,6 +15,7 @@ import tensorflow_text as tf_text
 
 from keras_bert_kit.tokenization.tokenizer import BertTokenizer, _as_string_tensor
 from keras_bert_kit.tokenization.vocabulary import CLS_TOKEN, PAD_TOKEN, SEP_TOKEN
+from keras_bert_kit.validation import check_int
 
 PADDINGS = ("max_length", "longest")
 
@@ -73,13 +74,7 @@ class BertPreprocessor(keras.layers.Layer):
             raise ValueError(
                 f"`tokenizer` must be a BertTokenizer; got {type(tokenizer).__name__}."
             )
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or (
-            sequence_length < 3
-        ):
-            raise ValueError(
-                "`sequence_length` must be an integer >= 3 ([CLS], a token, [SEP]); "
-                f"got {sequence_length!r}."
-            )
+        check_int("sequence_length", sequence_length, minimum=3, hint="[CLS], a token, [SEP]")
         if padding not in PADDINGS:
             raise ValueError(f"`padding` must be one of {PADDINGS}; got {padding!r}.")
         missing = [
