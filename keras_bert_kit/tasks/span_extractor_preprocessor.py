@@ -185,9 +185,14 @@ class SpanExtractorPreprocessor(TextPreprocessor):
 
     # -- windows ------------------------------------------------------------------------
 
-    def _preprocess(self, questions, contexts, answer_start=None, answer_text=None,
-                    sample_weight=None, padding="longest"):
-        """Features, labels (None without answers) and per-window sample weights."""
+    def windows(self, questions, contexts, answer_start=None, answer_text=None,
+                sample_weight=None, padding="longest"):
+        """`(features, labels, sample_weight)` of the windows of a batch, as `call` gives them.
+
+        Answers come as their two tensors `answer_start` and `answer_text`
+        (`call`'s `y`); labels and sample weights are None without them.
+        `padding="max_length"` pads every window to `sequence_length`.
+        """
         questions = tf.convert_to_tensor(questions, tf.string)
         contexts = tf.convert_to_tensor(contexts, tf.string)
         for name, value in (("questions", questions), ("contexts", contexts)):
@@ -335,7 +340,7 @@ class SpanExtractorPreprocessor(TextPreprocessor):
                     f"{sorted(y) if isinstance(y, dict) else ''}."
                 )
             answer_start, answer_text = y["answer_start"], y["answer_text"]
-        return keras.utils.pack_x_y_sample_weight(*self._preprocess(
+        return keras.utils.pack_x_y_sample_weight(*self.windows(
             x[0], x[1], answer_start, answer_text, sample_weight
         ))
 
@@ -364,7 +369,7 @@ class SpanExtractorPreprocessor(TextPreprocessor):
             if answers is not None:
                 answer_text = tf.constant([text for text, _ in answers[chunk]], tf.string)
                 answer_start = tf.constant([start for _, start in answers[chunk]], tf.int64)
-            features, labels, _ = self._preprocess(
+            features, labels, _ = self.windows(
                 tf.constant(questions[chunk], tf.string), tf.constant(contexts[chunk], tf.string),
                 answer_start, answer_text, padding="max_length",
             )
@@ -457,3 +462,47 @@ def decode_answers(start_logits, end_logits, features, contexts, max_answer_leng
                         score=score,
                     )
     return best
+
+
+def best_spans(start_logits, end_logits, features, contexts, max_answer_length=30):
+    """`decode_answers` in TensorFlow ops, over every valid (start, end) pair.
+
+    Args:
+        start_logits, end_logits: float32 `[windows, seq]` model outputs.
+        features: the windows' features, as `SpanExtractorPreprocessor` returns them.
+        contexts: the batch's contexts, string `[batch]`.
+        max_answer_length: the longest answer, in tokens.
+
+    Returns:
+        A dict: `answer`, string `[batch]`; `start`, `end`, int32 `[batch]`
+        character offsets; `score`, float32 `[batch]`. An example with no
+        valid span (an empty context) gets "", 0, 0 and -inf.
+    """
+    offsets, example = features["offsets"], features["example_index"]
+    in_context = offsets[:, :, 0] >= 0
+    can_start = in_context & features["max_context"]
+    # Ends within max_answer_length tokens of each start: a band [windows, seq, max_answer_length].
+    after = [[0, 0], [0, max_answer_length - 1]]
+    band = tf.range(tf.shape(start_logits)[1])[:, None] + tf.range(max_answer_length)[None, :]
+    end_band = tf.gather(tf.pad(end_logits, after), band, axis=1)
+    can_end = tf.gather(tf.pad(in_context, after), band, axis=1)
+    scores = tf.where(can_start[:, :, None] & can_end, start_logits[:, :, None] + end_band,
+                      float("-inf"))
+    scores = tf.reshape(scores, [tf.shape(scores)[0], -1])
+    window_score = tf.reduce_max(scores, axis=1)
+    window_pair = tf.argmax(scores, axis=1, output_type=tf.int32)
+    batch = tf.shape(contexts)[0]
+    score = tf.math.unsorted_segment_max(window_score, example, batch)
+    # The first window holding an example's best score, as `decode_answers` keeps it.
+    windows = tf.range(tf.shape(example)[0])
+    chosen = tf.math.unsorted_segment_min(
+        tf.where(window_score == tf.gather(score, example), windows, tf.int32.max), example, batch
+    )
+    pair = tf.gather(window_pair, chosen)
+    start_token = pair // max_answer_length
+    end_token = start_token + pair % max_answer_length
+    found = score > float("-inf")
+    start = tf.where(found, tf.gather_nd(offsets[:, :, 0], tf.stack([chosen, start_token], 1)), 0)
+    end = tf.where(found, tf.gather_nd(offsets[:, :, 1], tf.stack([chosen, end_token], 1)), 0)
+    answer = tf.strings.substr(contexts, start, end - start, unit="UTF8_CHAR")
+    return {"answer": answer, "start": start, "end": end, "score": score}
