@@ -91,6 +91,13 @@ def _check_strings(values, what):
     return values
 
 
+def _is_strings(value):
+    """Whether `value` is a batch of strings: a string tensor, or a list of `str`."""
+    if isinstance(value, (tf.Tensor, np.ndarray)):
+        return value.dtype in (tf.string, np.object_) or value.dtype.kind in "SU"
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
 def _ragged_gather(ragged, indices):
     """Rows `indices` of a ragged `[rows, (n)]` tensor, ragged `[len(indices), (n)]`."""
     return tf.RaggedTensor.from_row_lengths(
@@ -135,7 +142,8 @@ class SpanExtractorPreprocessor(TextPreprocessor):
     `[windows]` token positions of the answer in the window, 0 ([CLS]) where
     the whole answer is not inside it; `sample_weight` comes back per window.
     So `tf.data.Dataset.from_tensor_slices((questions, contexts)).batch(8)
-    .map(preprocessor)` works, and `SpanExtractor.fit` takes such a dataset
+    .map(preprocessor)` works (`map` passes such an element as two
+    arguments; two string batches are read as `x`), and `SpanExtractor.fit` takes such a dataset
     of raw `((questions, contexts), answers)`.
 
     `features()` and `dataset()` take Python lists, answers as `(text,
@@ -329,6 +337,9 @@ class SpanExtractorPreprocessor(TextPreprocessor):
         return {"start_logits": tf.cast(start, tf.int32), "end_logits": tf.cast(end, tf.int32)}
 
     def call(self, x, y=None, sample_weight=None):
+        if sample_weight is None and _is_strings(x) and _is_strings(y):
+            # `dataset.map` unpacks a `(questions, contexts)` element into two arguments.
+            x, y = (x, y), None
         if not (isinstance(x, (tuple, list)) and len(x) == 2):
             raise ValueError("QA input `x` is a tuple (questions, contexts).")
         answer_start = answer_text = None
@@ -492,7 +503,11 @@ def best_spans(start_logits, end_logits, features, contexts, max_answer_length=3
     window_score = tf.reduce_max(scores, axis=1)
     window_pair = tf.argmax(scores, axis=1, output_type=tf.int32)
     batch = tf.shape(contexts)[0]
-    score = tf.math.unsorted_segment_max(window_score, example, batch)
+    found = tf.math.unsorted_segment_max(
+        tf.cast(window_score > float("-inf"), tf.int32), example, batch) > 0
+    # A segment max over -inf alone is float32's lowest, not -inf.
+    score = tf.where(found, tf.math.unsorted_segment_max(window_score, example, batch),
+                     float("-inf"))
     # The first window holding an example's best score, as `decode_answers` keeps it.
     windows = tf.range(tf.shape(example)[0])
     chosen = tf.math.unsorted_segment_min(
@@ -501,7 +516,6 @@ def best_spans(start_logits, end_logits, features, contexts, max_answer_length=3
     pair = tf.gather(window_pair, chosen)
     start_token = pair // max_answer_length
     end_token = start_token + pair % max_answer_length
-    found = score > float("-inf")
     start = tf.where(found, tf.gather_nd(offsets[:, :, 0], tf.stack([chosen, start_token], 1)), 0)
     end = tf.where(found, tf.gather_nd(offsets[:, :, 1], tf.stack([chosen, end_token], 1)), 0)
     answer = tf.strings.substr(contexts, start, end - start, unit="UTF8_CHAR")

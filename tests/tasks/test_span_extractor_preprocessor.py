@@ -125,7 +125,9 @@ def test_bad_batches(uncased_tokenizer):
     with pytest.raises(ValueError, match="2 questions but 1 contexts"):
         qa((["a", "b"], ["c"]))
     with pytest.raises(ValueError, match="tuple \\(questions, contexts\\)"):
-        qa(["a", "b"])
+        qa(["a", "b", "c"])
+    with pytest.raises(ValueError, match="`questions` must be a 1-D batch of strings"):
+        qa(["a", "b"])  # one question and one context, not batches
     with pytest.raises(ValueError, match="answer_start"):
         qa((["a"], ["c"]), [("c", 0)])
     features = qa(([""], [""]))  # empty strings: one window, [CLS] [SEP] [SEP]
