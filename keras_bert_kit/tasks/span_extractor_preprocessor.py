@@ -170,26 +170,31 @@ class SpanExtractorPreprocessor(TextPreprocessor):
 
     # -- tokens -------------------------------------------------------------------------
 
-    def context_tokens(self, contexts):
-        """Ragged `[batch, (tokens)]` ids of the contexts, and each token's character span.
+    def tokens(self, questions, contexts):
+        """Question ids, and context ids with each token's character span.
 
-        Each basic word is tokenized on its own, so every token traces back to
-        the characters of its word. Returns `(ids, starts, ends)`: int32 ids,
-        int64 code point offsets.
+        Each basic word of a context is tokenized on its own, so every token
+        traces back to the characters of its word. Questions and words go
+        through one tokenizer call (one copy of its vocabulary in a graph).
+        Returns ragged `[batch, (tokens)]` `(question_ids, context_ids,
+        starts, ends)`: int32 ids (questions not yet cut), int64 code point
+        offsets.
         """
         words, starts, ends = split_words_with_offsets(contexts)
-        pieces = self.tokenizer.tokenize(words.flat_values)
+        pieces = self.tokenizer.tokenize(tf.concat([questions, words.flat_values], axis=0))
         if isinstance(pieces, tf.Tensor):
             pieces = tf.RaggedTensor.from_tensor(pieces)
+        pieces = tf.cast(pieces, tf.int32)
+        batch = tf.shape(questions)[0]
+        question_ids, pieces = pieces[:batch], pieces[batch:]
         counts = pieces.row_lengths()
-        word_pieces = tf.RaggedTensor.from_row_lengths(pieces, words.row_lengths(),
-                                                       validate=False)
-        tokens = word_pieces.merge_dims(1, 2)
+        context_ids = tf.RaggedTensor.from_row_lengths(pieces, words.row_lengths(),
+                                                       validate=False).merge_dims(1, 2)
 
         def per_token(offsets):
-            return tokens.with_flat_values(tf.repeat(offsets.flat_values, counts))
+            return context_ids.with_flat_values(tf.repeat(offsets.flat_values, counts))
 
-        return tf.cast(tokens, tf.int32), per_token(starts), per_token(ends)
+        return question_ids, context_ids, per_token(starts), per_token(ends)
 
     # -- windows ------------------------------------------------------------------------
 
@@ -219,9 +224,9 @@ class SpanExtractorPreprocessor(TextPreprocessor):
             message="the questions and contexts batch sizes differ",
         )]
         with tf.control_dependencies(checks):
-            question_ids = tf.cast(self.tokenizer.tokenize(questions), tf.int32)
+            question_ids, context_ids, context_starts, context_ends = self.tokens(
+                questions, contexts)
         question_ids = question_ids[:, : self.max_question_length]
-        context_ids, context_starts, context_ends = self.context_tokens(contexts)
 
         # Windows of each example: start k * step for k < count, as BERT's loop makes them.
         question_length = question_ids.row_lengths()
