@@ -12,6 +12,7 @@ preprocessor maps over a `tf.data.Dataset` of raw strings and traces into a
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -167,6 +168,9 @@ class SpanExtractorPreprocessor(TextPreprocessor):
         super().__init__(tokenizer, sequence_length, **kwargs)
         self.stride = stride
         self.max_question_length = max_question_length
+        # `features()` runs the windowing as one graph: several times faster than eagerly.
+        self._padded_windows = tf.function(
+            functools.partial(self.windows, padding="max_length"), reduce_retracing=True)
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -385,9 +389,9 @@ class SpanExtractorPreprocessor(TextPreprocessor):
             if answers is not None:
                 answer_text = tf.constant([text for text, _ in answers[chunk]], tf.string)
                 answer_start = tf.constant([start for _, start in answers[chunk]], tf.int64)
-            features, labels, _ = self.windows(
+            features, labels, _ = self._padded_windows(
                 tf.constant(questions[chunk], tf.string), tf.constant(contexts[chunk], tf.string),
-                answer_start, answer_text, padding="max_length",
+                answer_start, answer_text,
             )
             features["example_index"] = features["example_index"] + begin
             parts.append((features, labels))
