@@ -99,17 +99,6 @@ def _is_strings(value):
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _ragged_gather(ragged, indices):
-    """Rows `indices` of a ragged `[rows, (n)]` tensor, ragged `[len(indices), (n)]`."""
-    return tf.RaggedTensor.from_row_lengths(
-        tf.gather(ragged.values, tf.ragged.range(
-            tf.gather(ragged.row_starts(), indices), tf.gather(ragged.row_limits(), indices)
-        ).flat_values),
-        tf.gather(ragged.row_lengths(), indices),
-        validate=False,
-    )
-
-
 def _constant_rows(value, rows, dtype):
     """A ragged `[rows, (1)]` column of `value`."""
     return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([rows, 1]), tf.constant(value, dtype)))
@@ -254,7 +243,7 @@ class SpanExtractorPreprocessor(TextPreprocessor):
         window_ids = tf.gather(context_ids.flat_values, positions)
         cls = _constant_rows(self.tokenizer.cls_token_id, windows, tf.int32)
         sep = _constant_rows(self.tokenizer.sep_token_id, windows, tf.int32)
-        window_question = _ragged_gather(question_ids, example_index)
+        window_question = tf.gather(question_ids, example_index)
         input_ids = tf.concat([cls, window_question, sep, window_ids, sep], axis=1)
         segment_ids = tf.concat([
             tf.zeros_like(cls), tf.zeros_like(window_question), tf.zeros_like(sep),

@@ -92,7 +92,8 @@ def test_a_tf_data_of_raw_strings_is_preprocessed(uncased_tokenizer):
     for batch in dataset:
         n, length = batch["input_ids"].shape
         for name in ("input_ids", "segment_ids", "padding_mask"):
-            np.testing.assert_array_equal(batch[name], expected.inputs[name][rows:rows + n, :length])
+            np.testing.assert_array_equal(batch[name],
+                                          expected.inputs[name][rows:rows + n, :length])
         np.testing.assert_array_equal(batch["offsets"], expected.offsets[rows:rows + n, :length])
         np.testing.assert_array_equal(batch["max_context"],
                                       expected.max_context[rows:rows + n, :length])
