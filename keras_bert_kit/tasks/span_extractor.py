@@ -14,11 +14,13 @@ of the original context.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_bert_kit.layers.attention import MASK_VALUE
 from keras_bert_kit.tasks.span_extractor_preprocessor import (
     SpanExtractorPreprocessor,
+    best_spans,
     decode_answers,
 )
 from keras_bert_kit.tasks.task import Task
@@ -109,6 +111,42 @@ class SpanExtractor(Task):
             max_answer_length=max_answer_length,
             n_best=n_best,
         )
+
+    def text_function(self, max_answer_length=30):
+        """A `tf.function` from raw questions and contexts to answers, for serving and export.
+
+        It takes 1-D string tensors `question` and `context` of the same (any)
+        batch size, and runs the preprocessor's windowing, the model and the
+        decoding all in graph; windows are padded only to the longest of the
+        batch. Decoding follows `decode_answers`' rules (start and end in the
+        context, end not before start, at most `max_answer_length` tokens, the
+        start token in the window where it has the most context) but scores
+        every valid pair, as `answer(..., n_best=sequence_length)` does. It
+        returns a dict of dense tensors: `answer`, string `[batch]`; `start`
+        and `end`, int32 `[batch]` character (code point) offsets,
+        `context[start:end] == answer`; and `score`, float32 `[batch]`, the
+        start + end logit. An example with no valid span (an empty context)
+        gets answer "", start = end = 0 and score -inf. Make it once and call
+        it many times.
+        """
+        preprocessor = self._require_preprocessor()
+        if isinstance(max_answer_length, bool) or not isinstance(max_answer_length, int) or (
+            max_answer_length < 1
+        ):
+            raise ValueError(
+                f"`max_answer_length` must be a positive integer; got {max_answer_length!r}."
+            )
+
+        @tf.function(input_signature=self._text_specs("question", "context"))
+        def answer_texts(question, context):
+            features, _, _ = preprocessor.windows(question, context)
+            logits = self._call_on_features(features)
+            return best_spans(
+                logits["start_logits"], logits["end_logits"], features, context,
+                max_answer_length,
+            )
+
+        return answer_texts
 
     def get_config(self):
         return {**self._task_config(), "dropout": self.dropout}
