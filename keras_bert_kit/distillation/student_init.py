@@ -8,6 +8,7 @@ from keras_bert_kit.configs import DistilBertConfig, EncoderConfig, config_from_
 from keras_bert_kit.distillation.internals import encoder_of
 from keras_bert_kit.models import encoder_from_config
 from keras_bert_kit.models.pretrainers import Pretrainer, pretrainer_for
+from keras_bert_kit.validation import is_int
 
 # What must agree between teacher and student for a layer's weights to carry over.
 _SHARED_SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_heads", "intermediate_size")
@@ -56,7 +57,7 @@ def _teacher_layers(layers, teacher_depth, student_depth):
         return default_teacher_layers(teacher_depth, student_depth)
     layers = list(layers)
     for index in layers:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        if not is_int(index):
             raise ValueError(f"`layers` must hold teacher layer indices; got {index!r}.")
         if not 0 <= index < teacher_depth:
             raise ValueError(

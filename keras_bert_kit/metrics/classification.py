@@ -10,18 +10,13 @@
 import keras
 import numpy as np
 from keras import ops
+from keras_bert_kit.validation import check_int
 
 __all__ = ["SparseMacroF1", "accuracy", "macro_f1"]
 
 
 def _check_num_classes(num_classes):
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or num_classes < 1
-    ):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
-    return int(num_classes)
+    return int(check_int("num_classes", num_classes, minimum=1))
 
 
 def _class_ids(y_true, y_pred):

@@ -24,6 +24,7 @@ from keras_bert_kit.tasks.span_extractor_preprocessor import (
     decode_answers,
 )
 from keras_bert_kit.tasks.task import Task
+from keras_bert_kit.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -130,12 +131,7 @@ class SpanExtractor(Task):
         it many times.
         """
         preprocessor = self._require_preprocessor()
-        if isinstance(max_answer_length, bool) or not isinstance(max_answer_length, int) or (
-            max_answer_length < 1
-        ):
-            raise ValueError(
-                f"`max_answer_length` must be a positive integer; got {max_answer_length!r}."
-            )
+        check_int("max_answer_length", max_answer_length, minimum=1)
 
         @tf.function(input_signature=self._text_specs("question", "context"))
         def answer_texts(question, context):

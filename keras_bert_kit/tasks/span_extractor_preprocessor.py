@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from keras_bert_kit.tasks.text_preprocessor import TextPreprocessor
 from keras_bert_kit.tokenization.words import split_words_with_offsets
+from keras_bert_kit.validation import check_int, is_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 # `features()` preprocesses this many examples per call, to bound memory on large sets.
@@ -69,9 +70,7 @@ def _normalize_answers(answers, count, contexts):
                 f"Answer {i} must be (text, start_char) or a list of those; got {answer!r}."
             )
         text, start = answer
-        if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(
-            start, (int, np.integer)
-        ):
+        if not isinstance(text, str) or not text or not is_int(start):
             raise ValueError(f"Answer {i} must be (non-empty text, int start); got {answer!r}.")
         if contexts[i][start:start + len(text)] != text:
             raise ValueError(
@@ -142,9 +141,10 @@ class SpanExtractorPreprocessor(TextPreprocessor):
 
     def __init__(self, tokenizer, sequence_length=384, stride=128, max_question_length=64,
                  **kwargs):
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int):
-            raise ValueError(f"`sequence_length` must be an integer; got {sequence_length!r}.")
-        if max_question_length < 1 or sequence_length - max_question_length - 3 < 1:
+        check_int("sequence_length", sequence_length)
+        check_int("max_question_length", max_question_length, minimum=1)
+        check_int("stride", stride, minimum=0)
+        if sequence_length - max_question_length - 3 < 1:
             raise ValueError(
                 f"`sequence_length` {sequence_length} leaves no room for context after a "
                 f"question of up to {max_question_length} tokens and 3 special tokens."

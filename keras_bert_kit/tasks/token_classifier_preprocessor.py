@@ -15,6 +15,7 @@ import tensorflow_text as tf_text
 
 from keras_bert_kit.tasks.text_preprocessor import TextPreprocessor
 from keras_bert_kit.tokenization.words import split_words_with_offsets
+from keras_bert_kit.validation import is_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -61,7 +62,7 @@ def check_tags(word_counts, tags):
         if count != len(sentence_tags):
             raise ValueError(f"Sentence {i} has {count} words but {len(sentence_tags)} tags.")
         for j, tag in enumerate(sentence_tags):
-            if isinstance(tag, bool) or not isinstance(tag, (int, np.integer)) or tag < 0:
+            if not is_int(tag) or tag < 0:
                 raise ValueError(
                     f"Sentence {i}, tag {j} must be a non-negative integer id; got {tag!r}."
                 )
