@@ -26,7 +26,6 @@ WORKER = textwrap.dedent("""
     import keras
     import keras_bert_kit as kbk
     from keras_bert_kit import distribute
-from tests.conftest import free_ports, start_workers
 
     strategy = (tf.distribute.MultiWorkerMirroredStrategy() if index >= 0
                 else tf.distribute.get_strategy())

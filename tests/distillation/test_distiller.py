@@ -11,13 +11,13 @@ import keras_bert_kit as kbk
 from keras_bert_kit.distillation import Distiller, init_student_from_teacher, with_internals
 from keras_bert_kit.distillation.losses import hidden_cosine_loss, soft_target_loss
 from tests.conftest import (
+    batch,
     encoder_inputs,
     max_abs_diff,
     mirrored_vs_one_device,
     tiny_bert_config,
     tiny_distilbert_config,
 )
-from tests.conftest import batch
 
 NO_DROPOUT = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
 
