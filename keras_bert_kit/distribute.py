@@ -20,13 +20,12 @@ files from one worker only.
 import keras
 import tensorflow as tf
 
+from keras_bert_kit import keras_internals
+
 
 def in_multi_worker_mode(strategy=None):
     """Whether `strategy` (the current one by default) spans several workers."""
-    strategy = strategy or tf.distribute.get_strategy()
-    return isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
+    return keras_internals.in_multi_worker_mode(strategy or tf.distribute.get_strategy())
 
 
 def worker_index(strategy=None):
@@ -48,26 +47,15 @@ def is_chief(strategy=None):
     return worker_index(strategy) == 0
 
 
-class MultiWorkerFitMixin:
+class MultiWorkerFitMixin(keras_internals.LocalReplicaSymbolicBuild):
     """Lets a `keras.Model` subclass `fit`/`evaluate` under multi-worker strategies.
 
-    Put it before `keras.Model` in the bases. It works through the hooks
-    Keras' TensorFlow trainer offers (`_maybe_symbolic_build`, `train_step`,
-    `test_step`); `tests/test_distribute.py` trains 2 worker processes with
-    it, so a Keras upgrade that changes those hooks fails there first.
+    Put it before `keras.Model` in the bases. The build before the first step
+    goes through `keras_internals.LocalReplicaSymbolicBuild` (a private Keras
+    hook); the step logs through the public `train_step` and `test_step`.
+    `tests/test_distribute.py` trains 2 worker processes with it, and
+    `tests/test_keras_internals.py` checks the hook itself.
     """
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is None or strategy is None or not in_multi_worker_mode(strategy):
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        for _, _, batches in iterator:
-            batch = next(batches)
-            data_batch = tf.nest.map_structure(
-                lambda value: strategy.experimental_local_results(value)[0], batch
-            )
-            break
-        return super()._maybe_symbolic_build(data_batch=data_batch)
 
     def train_step(self, data):
         return reducible_logs(super().train_step(data))

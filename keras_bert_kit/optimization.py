@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
+from keras_bert_kit.keras_internals import adam_slots, resource_handle
 from keras_bert_kit.validation import check_int
 
 DECAYS = ("linear", "polynomial", "constant")
@@ -50,14 +51,14 @@ class AdamW(keras.optimizers.AdamW):
             return super().update_step(gradient, variable, learning_rate)
         # Keras' own update would densify an embedding's gradient as well.
         gradient = tf.convert_to_tensor(gradient)
-        index = self._get_variable_index(variable)
+        momentum, velocity = adam_slots(self, variable)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
         tf.raw_ops.ResourceApplyAdam(
-            var=_resource_handle(variable),
-            m=_resource_handle(self._momentums[index]),
-            v=_resource_handle(self._velocities[index]),
+            var=resource_handle(variable),
+            m=resource_handle(momentum),
+            v=resource_handle(velocity),
             beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
             beta2_power=beta2_power,
             lr=tf.cast(learning_rate, dtype),
@@ -77,14 +78,6 @@ def _coalesce(gradient):
     indices, positions = tf.unique(gradient.indices)
     values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(indices)[0])
     return tf.IndexedSlices(values, indices, gradient.dense_shape)
-
-
-def _resource_handle(variable):
-    # A Keras variable wraps a `tf.Variable`; under `tf.distribute.Strategy.update`
-    # a distributed one hands out the handle of the copy being updated.
-    if isinstance(variable, keras.Variable):
-        variable = variable.value
-    return variable.handle
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_kit.distribute import MultiWorkerFitMixin
-from keras_bert_kit.keras_internals_protocol import schedule_step
+from keras_bert_kit.keras_internals import schedule_step
 from keras_bert_kit.layers import Dropout
 from keras_bert_kit.models.graph import GraphModel
 from keras_bert_kit.optimization import WarmupDecay, create_optimizer

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import keras
+
+from keras_bert_kit.keras_internals import accept_raw_inputs
 from keras_bert_kit.validation import check_int
 
 
@@ -26,8 +28,7 @@ class TextPreprocessor(keras.layers.Layer):
 
     def __init__(self, tokenizer, sequence_length=128, **kwargs):
         super().__init__(**kwargs)
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
+        accept_raw_inputs(self)
         check_int("sequence_length", sequence_length, minimum=3, hint="[CLS], a token, [SEP]")
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length

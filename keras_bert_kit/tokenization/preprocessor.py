@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_kit.tokenization.tokenizer import BertTokenizer, _as_string_tensor
+from keras_bert_kit.keras_internals import accept_raw_inputs
+from keras_bert_kit.tokenization.tokenizer import BertTokenizer, as_string_tensor
 from keras_bert_kit.tokenization.vocabulary import CLS_TOKEN, PAD_TOKEN, SEP_TOKEN
 from keras_bert_kit.validation import check_int
 
@@ -67,8 +68,7 @@ class BertPreprocessor(keras.layers.Layer):
 
     def __init__(self, tokenizer, sequence_length=512, padding="max_length", **kwargs):
         super().__init__(**kwargs)
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
+        accept_raw_inputs(self)
 
         if not isinstance(tokenizer, BertTokenizer):
             raise ValueError(
@@ -123,7 +123,7 @@ class BertPreprocessor(keras.layers.Layer):
                 f"Pass one text or a pair (texts_a, texts_b); got a tuple of {len(parts)}."
             )
         names = ["texts"] if len(parts) == 1 else ["texts_a", "texts_b"]
-        tensors = [_as_string_tensor(p, what=n) for p, n in zip(parts, names)]
+        tensors = [as_string_tensor(p, what=n) for p, n in zip(parts, names)]
         ranks = {t.shape.rank for t in tensors}
         if len(ranks) > 1 or not ranks <= {0, 1}:
             raise ValueError(

@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_bert_kit.keras_internals import accept_raw_inputs
 from keras_bert_kit.tokenization.vocabulary import (
     CLS_TOKEN,
     MASK_TOKEN,
@@ -75,7 +76,7 @@ def normalize_text(text, lowercase=True, strip_accents=True):
     return text
 
 
-def _as_string_tensor(inputs, what="inputs"):
+def as_string_tensor(inputs, what="inputs"):
     if isinstance(inputs, (tf.Tensor, tf.RaggedTensor)):
         tensor = inputs
     else:
@@ -123,8 +124,7 @@ class BertTokenizer(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         # Text in, ids out: Keras must not convert the string inputs.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
+        accept_raw_inputs(self)
 
         if normalizer not in NORMALIZERS:
             raise ValueError(f"`normalizer` must be one of {NORMALIZERS}; got {normalizer!r}.")
@@ -220,7 +220,7 @@ class BertTokenizer(keras.layers.Layer):
 
     def tokenize(self, inputs):
         """Text to int32 ids: `[num_tokens]` for a string, ragged `[batch, (num_tokens)]`."""
-        text = _as_string_tensor(inputs)
+        text = as_string_tensor(inputs)
         if text.shape.rank not in (0, 1):
             raise ValueError(
                 f"Tokenize a string or a 1-D batch of strings; got shape {text.shape}."

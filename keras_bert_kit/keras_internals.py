@@ -1,0 +1,115 @@
+"""Every private Keras and TensorFlow name the package relies on, in one place.
+
+Checked against Keras 3.15.1 with TensorFlow 2.20.0 (the versions
+requirements.txt pins). `tests/test_keras_internals.py` checks each one on
+the real classes and fails with "Keras internals changed: ..." when an
+upgrade moves or changes it; fix this module, and nothing else should need
+to change.
+
+- Optimizer slots and counters: the fused AdamW updates Keras' own slot
+  variables in TensorFlow's `ResourceApplyAdam`; a task's schedule starts at
+  the step Keras passes it.
+- Multi-worker `fit` (tensorflow/tensorflow#72388): Keras 3 reduces a whole
+  input batch across workers before the first step, which fails on a dict
+  of per-replica tensors; `LocalReplicaSymbolicBuild` hands it one local
+  replica's slice instead.
+- Text layers take Python strings and tuples, which Keras must not convert
+  to tensors before `call`.
+"""
+
+import keras
+import tensorflow as tf
+
+CHECKED_AGAINST = {"keras": "3.15.1", "tensorflow": "2.20.0"}
+
+
+def _changed(what):
+    return RuntimeError(
+        f"Keras internals changed: {what} (checked against Keras "
+        f"{CHECKED_AGAINST['keras']} / TensorFlow {CHECKED_AGAINST['tensorflow']}; this is "
+        f"Keras {keras.__version__} / TensorFlow {tf.__version__})."
+    )
+
+
+# -- optimizers -----------------------------------------------------------------------
+
+
+def adam_slots(optimizer, variable):
+    """The first- and second-moment slot variables Keras' Adam keeps for `variable`."""
+    try:
+        index = optimizer._get_variable_index(variable)
+        return optimizer._momentums[index], optimizer._velocities[index]
+    except AttributeError as e:
+        raise _changed(f"Adam slots are no longer `_momentums` / `_velocities`: {e}") from e
+
+
+def resource_handle(variable):
+    """The resource handle of a Keras variable's `tf.Variable`, for raw TensorFlow ops.
+
+    Under `tf.distribute.Strategy.update` a distributed variable hands out the
+    handle of the copy being updated.
+    """
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
+
+
+def schedule_step(optimizer):
+    """The step `optimizer` passes its learning-rate schedule, as a Python int.
+
+    Keras calls the schedule with its raw update counter (`_iterations`),
+    which counts batches even under gradient accumulation, while the public
+    `iterations` counts applied updates.
+    """
+    counter = getattr(optimizer, "_iterations", None)
+    if counter is None:
+        raise _changed("optimizers have no `_iterations` counter")
+    return int(counter.numpy())
+
+
+# -- multi-worker fit -----------------------------------------------------------------
+
+
+def in_multi_worker_mode(strategy):
+    """Whether `strategy` spans several worker processes."""
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+
+
+class LocalReplicaSymbolicBuild:
+    """Mixin for `keras.Model`: builds from one local replica's batch under multi-worker strategies.
+
+    Keras' TensorFlow trainer builds a model before its first step with
+    `_maybe_symbolic_build(iterator, data_batch)`, reducing a whole batch with
+    `strategy.reduce("MEAN", batch)`; under `MultiWorkerMirroredStrategy` that
+    fails on a dict of per-replica tensors. The batch is only wanted for its
+    shapes, so one local replica's slice serves. Nothing changes under other
+    strategies.
+    """
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or strategy is None or not in_multi_worker_mode(strategy):
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            data_batch = tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0], batch
+            )
+            break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
+
+# -- layers ---------------------------------------------------------------------------
+
+
+def accept_raw_inputs(layer):
+    """Lets `layer` be called on Python strings, lists and tuples, unconverted.
+
+    Keras converts a layer's positional arguments to tensors before `call`
+    and refuses non-tensor ones; text layers take a string, a list of
+    strings, or a tuple `(texts_a, texts_b)` that only they can interpret.
+    """
+    layer._convert_input_args = False
+    layer._allow_non_tensor_positional_args = True

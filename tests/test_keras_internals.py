@@ -1,0 +1,93 @@
+"""The Keras internals of `keras_bert_kit.keras_internals` still behave as relied on."""
+
+import inspect
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_kit.keras_internals import (
+    accept_raw_inputs,
+    adam_slots,
+    in_multi_worker_mode,
+    resource_handle,
+    schedule_step,
+)
+
+
+def test_schedule_step_is_the_step_keras_passes_the_schedule():
+    seen = []
+
+    def schedule(step):
+        seen.append(step)
+        return 0.1
+
+    class Recording(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return schedule(int(keras.ops.convert_to_numpy(step)))
+
+    optimizer = keras.optimizers.SGD(Recording(), gradient_accumulation_steps=2)
+    variable = keras.Variable(np.ones(2, "float32"))
+    optimizer.build([variable])
+    for _ in range(3):
+        optimizer.apply_gradients([(np.ones(2, "float32"), variable)])
+    float(optimizer.learning_rate)
+    assert seen and seen[-1] == schedule_step(optimizer), (
+        "Keras internals changed: the optimizer no longer passes its raw batch counter "
+        f"`_iterations` to the learning-rate schedule (saw {seen[-1:]}, expected "
+        f"{schedule_step(optimizer)})."
+    )
+    assert schedule_step(optimizer) == 3, (
+        "Keras internals changed: `_iterations` no longer counts batches under accumulation."
+    )
+
+
+def test_adam_slots_are_the_moments_keras_updates():
+    variable = keras.Variable(np.ones(3, "float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.build([variable])
+    optimizer.apply_gradients([(np.full(3, 2.0, "float32"), variable)])
+    momentum, velocity = adam_slots(optimizer, variable)
+    # One Adam step from zero moments: m = (1 - beta_1) g, v = (1 - beta_2) g².
+    np.testing.assert_allclose(momentum.numpy(), 0.1 * 2.0, rtol=1e-6, err_msg=(
+        "Keras internals changed: `_momentums[_get_variable_index(v)]` is not Adam's m."))
+    np.testing.assert_allclose(velocity.numpy(), 0.001 * 4.0, rtol=1e-6, err_msg=(
+        "Keras internals changed: `_velocities[_get_variable_index(v)]` is not Adam's v."))
+
+
+def test_resource_handle_reaches_the_tensorflow_variable():
+    variable = keras.Variable(np.zeros(2, "float32"))
+    tf.raw_ops.AssignVariableOp(resource=resource_handle(variable), value=tf.ones(2))
+    assert variable.numpy().tolist() == [1.0, 1.0], (
+        "Keras internals changed: a Keras variable's `.value.handle` is not its storage.")
+
+
+def test_multi_worker_hook_exists_with_the_signature_overridden():
+    hook = getattr(keras.Model, "_maybe_symbolic_build", None)
+    assert hook is not None, "Keras internals changed: keras.Model has no _maybe_symbolic_build."
+    parameters = list(inspect.signature(hook).parameters)
+    assert parameters == ["self", "iterator", "data_batch"], (
+        f"Keras internals changed: _maybe_symbolic_build takes {parameters}.")
+    # Not instantiated here: a multi-worker strategy configures collectives for the process.
+    from tensorflow.python.distribute import collective_all_reduce_strategy
+
+    extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+    assert callable(getattr(extended, "_in_multi_worker_mode", None)), (
+        "Keras internals changed: MultiWorkerMirroredStrategy's extended has no "
+        "_in_multi_worker_mode().")
+    assert in_multi_worker_mode(tf.distribute.get_strategy()) is False
+
+
+def test_accept_raw_inputs_lets_a_layer_take_python_text():
+    class Echo(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            accept_raw_inputs(self)
+
+        def call(self, x):
+            return x
+
+    pair = (["a", "b"], ["c", "d"])
+    assert Echo()(pair) is pair, (
+        "Keras internals changed: `_convert_input_args` / `_allow_non_tensor_positional_args` "
+        "no longer pass Python arguments through unconverted.")
