@@ -54,6 +54,14 @@ def resource_handle(variable):
     return variable.handle
 
 
+def uses_weight_decay(optimizer, variable):
+    """Whether `optimizer` applies weight decay to `variable` (after its exclusions)."""
+    try:
+        return bool(optimizer._use_weight_decay(variable))
+    except AttributeError as e:
+        raise _changed(f"optimizers no longer have `_use_weight_decay`: {e}") from e
+
+
 def schedule_step(optimizer):
     """The step `optimizer` passes its learning-rate schedule, as a Python int.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
-from keras_bert_kit.keras_internals import adam_slots, resource_handle
+from keras_bert_kit.keras_internals import adam_slots, resource_handle, uses_weight_decay
 from keras_bert_kit.validation import check_int
 
 DECAYS = ("linear", "polynomial", "constant")
@@ -208,10 +208,13 @@ def create_optimizer(
         raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay!r}.")
     if clipnorm is not None and not clipnorm > 0:
         raise ValueError(f"`clipnorm` must be positive or None; got {clipnorm!r}.")
+    # Keras passes the schedule its batch counter, which runs N times faster
+    # than updates under N-batch accumulation; the arguments count updates.
+    batches_per_update = gradient_accumulation_steps or 1
     schedule = WarmupDecay(
         learning_rate,
-        decay_steps=num_train_steps,
-        warmup_steps=warmup_steps,
+        decay_steps=num_train_steps * batches_per_update,
+        warmup_steps=warmup_steps * batches_per_update,
         decay=decay,
         end_learning_rate=end_learning_rate,
         power=power,
@@ -231,7 +234,7 @@ def create_optimizer(
 
 def decayed_variables(optimizer, variables):
     """The variables among `variables` that `optimizer` applies weight decay to."""
-    return [v for v in variables if optimizer._use_weight_decay(v)]
+    return [v for v in variables if uses_weight_decay(optimizer, v)]
 
 
 def warmup_then_linear_decay(

@@ -12,6 +12,7 @@ from keras_bert_kit.keras_internals import (
     in_multi_worker_mode,
     resource_handle,
     schedule_step,
+    uses_weight_decay,
 )
 
 
@@ -91,3 +92,13 @@ def test_accept_raw_inputs_lets_a_layer_take_python_text():
     assert Echo()(pair) is pair, (
         "Keras internals changed: `_convert_input_args` / `_allow_non_tensor_positional_args` "
         "no longer pass Python arguments through unconverted.")
+
+
+def test_uses_weight_decay_follows_the_exclusions():
+    optimizer = keras.optimizers.AdamW(weight_decay=0.1)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    kernel = keras.Variable(np.ones(2, "float32"), name="kernel")
+    bias = keras.Variable(np.ones(2, "float32"), name="bias")
+    optimizer.build([kernel, bias])
+    assert uses_weight_decay(optimizer, kernel) and not uses_weight_decay(optimizer, bias), (
+        "Keras internals changed: `_use_weight_decay` no longer applies the exclusions.")

@@ -62,9 +62,24 @@ def test_settings_reach_the_optimizer():
     )
     assert isinstance(optimizer, keras.optimizers.AdamW)
     schedule = optimizer._learning_rate
-    assert schedule.warmup_steps == 60 and schedule.decay_steps == 1000
+    # Keras passes the schedule its batch counter: 4 batches per update.
+    assert schedule.warmup_steps == 4 * 60 and schedule.decay_steps == 4 * 1000
     assert optimizer.global_clipnorm == 1.0 and optimizer.weight_decay == 0.01
     assert optimizer.gradient_accumulation_steps == 4 and optimizer.epsilon == 1e-6
+
+
+def test_accumulated_schedule_spans_num_train_steps_updates():
+    optimizer = create_optimizer(1.0, num_train_steps=3, warmup_steps=0, clipnorm=None,
+                                 gradient_accumulation_steps=2)
+    variable = keras.Variable(np.ones(2, "float32"), name="kernel")
+    optimizer.build([variable])
+    rates = []
+    for _ in range(6):  # 3 updates of 2 batches
+        rates.append(float(optimizer.learning_rate))
+        optimizer.apply_gradients([(np.ones(2, "float32"), variable)])
+    assert int(optimizer.iterations) == 3
+    np.testing.assert_allclose(rates, [1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6], atol=1e-6)
+    assert float(optimizer.learning_rate) == 0.0
 
 
 def test_weight_decay_is_decoupled_and_skips_biases():

@@ -141,8 +141,6 @@ def make_optimizer(settings):
 
 
 def run(settings):
-    import keras_bert_kit as kbk
-
     # A multi-worker strategy must exist before any other TensorFlow op runs.
     strategy = make_strategy(settings["strategy"])
     out = settings["out"]

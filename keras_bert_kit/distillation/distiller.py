@@ -14,6 +14,7 @@ from keras_bert_kit.distribute import MultiWorkerFitMixin, reducible_logs
 from keras_bert_kit.losses import unscaled
 from keras_bert_kit.models.pretrainers import Pretrainer, check_loss_weight
 from keras_bert_kit.optimization import warmup_then_linear_decay
+from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.tasks import Task
 from keras_bert_kit.validation import check_number
 
@@ -426,7 +427,4 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for role in ("teacher", "student"):
-            config[role] = keras.saving.deserialize_keras_object(config[role])
-        return cls(**config)
+        return from_config_with_objects(cls, config, ("teacher", "student"))

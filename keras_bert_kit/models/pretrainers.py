@@ -23,6 +23,7 @@ from keras_bert_kit.models.inputs import (
     static_sequence_length,
 )
 from keras_bert_kit.optimization import warmup_then_linear_decay
+from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.validation import check_number
 
 # The keys of a pretraining batch that are targets, not model inputs.
@@ -278,9 +279,7 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
+        return from_config_with_objects(cls, config, ("encoder",))
 
 
 def check_loss_weight(name, weight):

@@ -21,6 +21,7 @@ from keras_bert_kit.keras_internals import schedule_step
 from keras_bert_kit.layers import Dropout
 from keras_bert_kit.models.graph import GraphModel
 from keras_bert_kit.optimization import WarmupDecay, create_optimizer
+from keras_bert_kit.saving import from_config_with_objects
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_BATCH_SIZE = 32
@@ -269,8 +270,9 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
         warmup_fraction = settings["warmup_fraction"]
         if not 0 <= warmup_fraction <= 1:
             raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
-        accumulation = self.optimizer.gradient_accumulation_steps
-        num_train_steps = max(1, batches_per_epoch * epochs // (accumulation or 1))
+        # Counted in batches: Keras passes the schedule its batch counter, also
+        # under gradient accumulation (`schedule_step`).
+        num_train_steps = max(1, batches_per_epoch * epochs)
         self.optimizer.learning_rate = WarmupDecay(
             settings["learning_rate"],
             decay_steps=num_train_steps,
@@ -379,8 +381,4 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        if config.get("preprocessor") is not None:
-            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
-        return cls(**config)
+        return from_config_with_objects(cls, config, ("encoder", "preprocessor"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_bert_kit.keras_internals import accept_raw_inputs
+from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.validation import check_int
 
 
@@ -44,6 +45,4 @@ class TextPreprocessor(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        return from_config_with_objects(cls, config, ("tokenizer",))

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_kit.keras_internals import accept_raw_inputs
+from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.tokenization.tokenizer import BertTokenizer, as_string_tensor
 from keras_bert_kit.tokenization.vocabulary import CLS_TOKEN, PAD_TOKEN, SEP_TOKEN
 from keras_bert_kit.validation import check_int
@@ -198,6 +199,4 @@ class BertPreprocessor(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        return from_config_with_objects(cls, config, ("tokenizer",))
