@@ -22,6 +22,7 @@ from keras_bert_kit.layers import Dropout
 from keras_bert_kit.models.graph import GraphModel
 from keras_bert_kit.optimization import WarmupDecay, create_optimizer
 from keras_bert_kit.saving import from_config_with_objects
+from keras_bert_kit.validation import check_number
 
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_BATCH_SIZE = 32
@@ -157,6 +158,7 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         if optimizer == "auto":
+            check_number("warmup_fraction", warmup_fraction, minimum=0, maximum=1)
             self._auto_optimizer = dict(
                 learning_rate=learning_rate,
                 warmup_fraction=warmup_fraction,
@@ -186,9 +188,18 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
             **kwargs,
         )
 
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and self._auto_optimizer is not None:
+            # Saved as "auto" with its settings, not as the current run's
+            # schedule: a reloaded task's next `fit` gets a schedule of its own.
+            config = {**config, "optimizer": "auto", **self._auto_optimizer}
+        return config
+
     def compile_from_config(self, config):
         # Our compile() takes the standard arguments too, so a saved model
         # recompiles as it was (Keras skips overridden compile() methods).
+        # Keras then loads the saved optimizer's state (moments, step count).
         self.compile(**keras.saving.deserialize_keras_object(config))
         if self.built:
             self.optimizer.build(self.trainable_variables)
@@ -267,16 +278,13 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
                 "explicit optimizer (e.g. keras_bert_kit.create_optimizer(...))."
             )
         settings = self._auto_optimizer
-        warmup_fraction = settings["warmup_fraction"]
-        if not 0 <= warmup_fraction <= 1:
-            raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
         # Counted in batches: Keras passes the schedule its batch counter, also
         # under gradient accumulation (`schedule_step`).
         num_train_steps = max(1, batches_per_epoch * epochs)
         self.optimizer.learning_rate = WarmupDecay(
             settings["learning_rate"],
             decay_steps=num_train_steps,
-            warmup_steps=int(round(warmup_fraction * num_train_steps)),
+            warmup_steps=int(round(settings["warmup_fraction"] * num_train_steps)),
             start_step=schedule_step(self.optimizer),
         )
         # The train step read the previous schedule when it was traced.

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_bert_kit.optimization import WarmupDecay
 from keras_bert_kit.tasks import SequenceClassifier
@@ -51,3 +52,28 @@ def test_schedule_start_step_serializes():
     assert again.start_step == 10
     np.testing.assert_allclose(float(again(10)), 5e-4, rtol=1e-6)
     np.testing.assert_allclose(float(again(13)), 5e-4, rtol=1e-6)
+
+
+def test_a_reloaded_task_keeps_its_moments_and_gets_a_fresh_schedule(tmp_path):
+    model = SequenceClassifier(tiny_encoder(), num_classes=2, dropout=0.0)
+    model.compile(learning_rate=1e-3, warmup_fraction=0.5)
+    x, y = features()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 2 steps: decays to 0
+    path = str(tmp_path / "task.keras")
+    model.save(path)
+
+    loaded = keras.saving.load_model(path)
+    assert int(loaded.optimizer.iterations) == 2
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(saved, restored)
+    before = [w.copy() for w in loaded.get_weights()]
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    schedule = keras.optimizers.schedules.deserialize(loaded.optimizer.get_config()["learning_rate"])
+    assert schedule.start_step == 2 and schedule.decay_steps == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
+
+
+def test_a_bad_warmup_fraction_is_refused_at_compile():
+    model = SequenceClassifier(tiny_encoder(), num_classes=2)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        model.compile(warmup_fraction=1.5)
