@@ -249,6 +249,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         self.alphas = {name: float(weight) for name, weight in alphas.items()}
         self.layer_map = pairs if layer_map is not None else None
         self._layer_pairs = pairs
+        self.loss_tracker = keras.metrics.Mean(name="loss")
         # The hard loss is always computed and logged (the student's own
         # metrics need the targets anyway); the others only when weighted.
         self._trackers = {
@@ -337,9 +338,14 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
 
     @property
     def metrics(self):
-        # Keras leaves out a nested model's metrics; the student's are ours
-        # (but its `loss`: ours is the distillation loss).
-        return super().metrics + [m for m in self.student.metrics if m.name != "loss"]
+        # What the steps log (and Keras resets each epoch): the total, its
+        # components, and the student's metrics, which Keras leaves out of a
+        # nested model's (but its `loss`: ours is the distillation loss).
+        return [
+            self.loss_tracker,
+            *self._trackers.values(),
+            *(metric for metric in self.student.metrics if metric.name != "loss"),
+        ]
 
     def _distillation_losses(self, x, y, sample_weight, teacher, student):
         """{logged name: loss} of every weighted component but the hard loss."""
@@ -403,15 +409,22 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         self.optimizer.apply_gradients(zip(gradients, variables))
 
         batch_size = tf.shape(x["input_ids"])[0]
-        self._loss_tracker.update_state(unscaled(loss), sample_weight=batch_size)
+        self.loss_tracker.update_state(unscaled(loss), sample_weight=batch_size)
         for name, value in losses.items():
             self._trackers[name].update_state(unscaled(value), sample_weight=batch_size)
         return reducible_logs(self.compute_metrics(x, y, student["outputs"], sample_weight))
 
     def test_step(self, data):
-        # The student alone: the distillation components are not computed.
-        logs = super().test_step(data)
-        return {name: value for name, value in logs.items() if name not in self._trackers}
+        # The student alone: `loss` is its hard loss; the distillation
+        # components are not computed.
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self.loss_tracker.update_state(unscaled(loss), sample_weight=tf.shape(x["input_ids"])[0])
+        logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        return reducible_logs(
+            {name: value for name, value in logs.items() if name not in self._trackers}
+        )
 
     # -- serialization ----------------------------------------------------------------
 

@@ -223,7 +223,7 @@ def test_distiller_config_round_trips():
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(distiller)))
     restored = keras.saving.deserialize_keras_object(config)
     assert restored.temperature == 4.0 and restored.alphas == distiller.alphas
-    assert restored._layer_pairs == [(1, 2), (2, 4)]
+    assert restored.layer_map == [(1, 2), (2, 4)]
 
 
 @pytest.mark.parametrize("policy, xla", [("mixed_bfloat16", False), ("mixed_float16", True)])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_bert_kit as kbk
-from tests.conftest import encoder_inputs, random_inputs, randomize_weights
+from tests.conftest import batch, encoder_inputs, random_inputs, randomize_weights
 
 
 def test_output_shapes(architecture):
@@ -126,3 +126,44 @@ def test_encoder_and_pretrainer_follow_the_config(architecture):
     assert type(pretrainer_for(encoder)) is pretrainer_class
     with pytest.raises(ValueError, match="No encoder"):
         encoder_from_config(config.to_dict())
+
+
+def test_the_public_protocol(architecture):
+    """`targets`, `loss_weights`, `prediction_weights` and `with_internals()`."""
+    config, encoder_class, pretrainer_class = architecture
+    pretrainer = pretrainer_class(encoder_class(config))
+    randomize_weights(pretrainer)
+    data = batch(config)
+    has_nsp = pretrainer_class is kbk.BertPretrainer
+    outputs = ["mlm_logits"] + (["nsp_logits"] if has_nsp else [])
+
+    targets = pretrainer.targets(data, None)
+    assert sorted(targets) == sorted(["masked_ids", "masked_weights"] + ["nsp_label"] * has_nsp)
+    np.testing.assert_array_equal(targets["masked_weights"], data["masked_weights"])
+    assert pretrainer.loss_weights == {name: 1.0 for name in outputs}
+    pretrainer.compile(loss_weights={"mlm_logits": 2.0})
+    assert pretrainer.loss_weights["mlm_logits"] == 2.0
+    weights = pretrainer.prediction_weights(data)
+    assert sorted(weights) == sorted(outputs)
+    np.testing.assert_array_equal(weights["mlm_logits"], data["masked_weights"])
+    if has_nsp:
+        np.testing.assert_array_equal(weights["nsp_logits"], np.ones(len(data["nsp_label"])))
+    with pytest.raises(ValueError, match="masked_ids"):
+        pretrainer.targets({"input_ids": data["input_ids"]}, None)
+
+    view = pretrainer.with_internals()
+    inputs = {name: data[name] for name in view.input}
+    seen = view(inputs)
+    expected = pretrainer(inputs)
+    for name in outputs:
+        np.testing.assert_allclose(seen["outputs"][name], expected[name], atol=1e-4)
+    full = pretrainer.encoder(encoder_inputs(data))
+    assert len(seen["hidden_states"]) == config.num_layers + 1
+    assert len(seen["attentions"]) == config.num_layers
+    for state, reference in zip(seen["hidden_states"], full["hidden_states"]):
+        np.testing.assert_allclose(state, reference, atol=1e-4)
+    seq_len = data["input_ids"].shape[1]
+    assert tuple(seen["attentions"][-1].shape) == (4, config.num_heads, seq_len, seq_len)
+    assert seen["attentions"][-1].dtype == tf.float32
+    np.testing.assert_allclose(np.sum(seen["attentions"][-1], axis=-1), 1.0, atol=1e-5)
+    assert {id(w) for w in view.weights} == {id(w) for w in pretrainer.weights}
