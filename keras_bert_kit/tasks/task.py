@@ -327,11 +327,12 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
         the order repeatable), and batched by `batch_size` (default 32).
         """
         shuffle = kwargs.pop("shuffle", True)
+        run_epochs = epochs - kwargs.get("initial_epoch", 0)  # Keras runs epochs from there
         data = self._as_dataset(x, y, sample_weight, batch_size, shuffle=shuffle, seed=seed)
         validation_data = self._validation_dataset(validation_data, batch_size)
         if data is None:  # Already model inputs: Keras takes them as they are.
             self._schedule_auto_optimizer(
-                self._batches_per_epoch(x, batch_size, steps_per_epoch), epochs
+                self._batches_per_epoch(x, batch_size, steps_per_epoch), run_epochs
             )
             return super().fit(
                 x,
@@ -346,7 +347,7 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
                 **kwargs,
             )
         self._schedule_auto_optimizer(
-            self._batches_per_epoch(data, None, steps_per_epoch), epochs
+            self._batches_per_epoch(data, None, steps_per_epoch), run_epochs
         )
         return super().fit(
             data,

@@ -77,3 +77,13 @@ def test_a_bad_warmup_fraction_is_refused_at_compile():
     model = SequenceClassifier(tiny_encoder(), num_classes=2)
     with pytest.raises(ValueError, match="warmup_fraction"):
         model.compile(warmup_fraction=1.5)
+
+
+def test_a_resumed_run_spans_the_epochs_it_runs():
+    model = SequenceClassifier(tiny_encoder(), num_classes=2, dropout=0.0)
+    model.compile(learning_rate=1e-3)
+    x, y = features()
+    model.fit(x, y, batch_size=4, epochs=3, initial_epoch=2, verbose=0)  # 1 epoch of 2 steps
+    schedule = model.optimizer.get_config()["learning_rate"]["config"]
+    assert (schedule["start_step"], schedule["decay_steps"]) == (0, 2)
+    assert int(model.optimizer.iterations) == 2

@@ -99,8 +99,11 @@ def test_saved_model_keeps_weights_preprocessor_and_schedule(uncased_tokenizer, 
     np.testing.assert_allclose(
         again.predict(TEXTS, verbose=0), model.predict(TEXTS, verbose=0), atol=1e-6
     )
-    assert again.optimizer._learning_rate.decay_steps == 4
+    assert int(again.optimizer.iterations) == 4
     again.fit(TEXTS, LABELS, epochs=1, batch_size=3, verbose=0)  # trains on after loading
+    # ... with a schedule of its own (the saved one ended at rate 0).
+    schedule = again.optimizer.get_config()["learning_rate"]["config"]
+    assert (schedule["start_step"], schedule["decay_steps"]) == (4, 2)
 
 
 def test_bad_input(uncased_tokenizer):
