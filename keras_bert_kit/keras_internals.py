@@ -86,19 +86,20 @@ def in_multi_worker_mode(strategy):
 
 
 class LocalReplicaSymbolicBuild:
-    """Mixin for `keras.Model`: builds from one local replica's batch under multi-worker strategies.
+    """Mixin for `keras.Model`: builds from one local replica's batch under a strategy.
 
     Keras' TensorFlow trainer builds a model before its first step with
     `_maybe_symbolic_build(iterator, data_batch)`, reducing a whole batch with
-    `strategy.reduce("MEAN", batch)`; under `MultiWorkerMirroredStrategy` that
-    fails on a dict of per-replica tensors. The batch is only wanted for its
-    shapes, so one local replica's slice serves. Nothing changes under other
-    strategies.
+    `strategy.reduce("MEAN", batch)`: under `MultiWorkerMirroredStrategy` that
+    fails on a dict of per-replica tensors, and under `MirroredStrategy` it
+    averages integer ids into floats, which a model checking its ids refuses.
+    The batch is only wanted for its shapes and dtypes, so one local
+    replica's slice serves.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy
-        if iterator is None or strategy is None or not in_multi_worker_mode(strategy):
+        if iterator is None or strategy is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
             batch = next(batches)

@@ -6,6 +6,7 @@ import pytest
 
 from keras_bert_kit.optimization import WarmupDecay
 from keras_bert_kit.tasks import SequenceClassifier
+from tests.conftest import mirrored_vs_one_device
 from tests.tasks.conftest import tiny_encoder
 
 
@@ -87,3 +88,25 @@ def test_a_resumed_run_spans_the_epochs_it_runs():
     schedule = model.optimizer.get_config()["learning_rate"]["config"]
     assert (schedule["start_step"], schedule["decay_steps"]) == (0, 2)
     assert int(model.optimizer.iterations) == 2
+
+
+MIRRORED = """
+from keras_bert_kit.tasks import SequenceClassifier
+from tests.tasks.conftest import tiny_encoder
+from tests.tasks.test_auto_optimizer import features
+
+def train(strategy):
+    with strategy.scope():
+        model = SequenceClassifier(tiny_encoder(), num_classes=2, dropout=0.0)
+        model.compile(learning_rate=1e-3)
+    x, y = features()
+    for _ in range(2):  # the second run reads the replicated step counter
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    return model.get_weights()
+"""
+
+
+def test_an_auto_compiled_task_trains_alike_on_two_replicas():
+    # Keras builds a distributed model from the replicas' mean batch, which
+    # the task's id checks would refuse as floats.
+    assert mirrored_vs_one_device(MIRRORED) < 1e-5
