@@ -50,6 +50,7 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
             setattr(self, name, layer)
         self.preprocessor = preprocessor
         self._auto_optimizer = None
+        self._compiled_loss_weights = None
 
     def call(self, inputs, training=None, mask=None):
         # Checked here: the functional graph would silently cast float ids to
@@ -109,9 +110,18 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
 
     @property
     def loss_weights(self):
-        """{output name: its weight in the default loss}."""
-        names = self.output if isinstance(self.output, dict) else {"logits": None}
-        return self.default_loss_weights() or {name: 1.0 for name in names}
+        """{output name: its weight in the loss}: as compiled, else the default."""
+        names = list(self.output) if isinstance(self.output, dict) else ["logits"]
+        weights = self._compiled_loss_weights
+        if weights is None:
+            weights = self.default_loss_weights()
+        if weights is None:
+            return {name: 1.0 for name in names}
+        if isinstance(weights, dict):
+            return {name: float(weights.get(name, 1.0)) for name in names}
+        if isinstance(weights, (list, tuple)):
+            return {name: float(weight) for name, weight in zip(names, weights)}
+        return {names[0]: float(weights)}
 
     def prediction_weights(self, x, y=None, sample_weight=None):
         """{output name: weights of its predictions}: which count in a loss over them.
@@ -174,6 +184,7 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
             loss = self.default_loss()
         if loss_weights == "auto":
             loss_weights = self.default_loss_weights()
+        self._compiled_loss_weights = loss_weights
         default_metrics, default_weighted = self.default_metrics()
         if metrics == "auto":
             metrics = default_metrics

@@ -40,10 +40,14 @@ def test_loss_and_prediction_weights():
     x = features()
     span = SpanExtractor(tiny_encoder("distilbert"), dropout=0.0)
     assert span.loss_weights == {"start_logits": 0.5, "end_logits": 0.5}
+    span.compile(loss_weights={"start_logits": 0.25, "end_logits": 0.75})
+    assert span.loss_weights == {"start_logits": 0.25, "end_logits": 0.75}
     # One start (and end) prediction per example, over the positions.
     np.testing.assert_array_equal(span.prediction_weights(x)["start_logits"], np.ones(2))
     tagger = TokenClassifier(tiny_encoder(), num_tags=3)
     assert tagger.loss_weights == {"logits": 1.0}
+    tagger.compile(loss_weights=[2.0])
+    assert tagger.loss_weights == {"logits": 2.0}
     np.testing.assert_array_equal(tagger.prediction_weights(x)["logits"], x["padding_mask"])
     first_pieces = np.array([[1, 0, 1, 0, 0], [1, 1, 0, 1, 1]], "float32")
     np.testing.assert_array_equal(
