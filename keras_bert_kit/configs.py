@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, ClassVar
 
-from keras_bert_kit.validation import check_int, check_number
+from keras_bert_kit.validation import check_choice, check_int, check_number
 
 # Activation names accepted by the encoders. "gelu" is the exact (erf) GELU of
 # the original BERT and Hugging Face; "gelu_approximate" is the tanh form used by
@@ -60,11 +60,7 @@ class EncoderConfig:
                 f"`hidden_size` ({self.hidden_size}) must be divisible by "
                 f"`num_heads` ({self.num_heads})."
             )
-        if self.hidden_activation not in ACTIVATIONS:
-            raise ValueError(
-                f"`hidden_activation` must be one of {ACTIVATIONS}; "
-                f"got {self.hidden_activation!r}."
-            )
+        check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
         for name in ("dropout_rate", "attention_dropout_rate"):
             check_number(name, getattr(self, name), 0.0, 1.0, include_maximum=False)
         if not self.layer_norm_epsilon > 0:

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 from keras_bert_kit.keras_internals import adam_slots, resource_handle, uses_weight_decay
-from keras_bert_kit.validation import check_int
+from keras_bert_kit.validation import check_choice, check_int, check_number
 
 DECAYS = ("linear", "polynomial", "constant")
 # Substrings of variable names that never decay, as in the original BERT
@@ -110,19 +110,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         power=1.0,
         start_step=0,
     ):
-        if not peak_learning_rate > 0:
-            raise ValueError(
-                f"`peak_learning_rate` must be positive; got {peak_learning_rate!r}."
-            )
+        check_number("peak_learning_rate", peak_learning_rate, 0.0, include_minimum=False,
+                     finite=True)
         check_int("decay_steps", decay_steps, minimum=1)
         check_int("warmup_steps", warmup_steps, minimum=0, maximum=decay_steps,
                   hint="at most decay_steps")
-        if decay not in DECAYS:
-            raise ValueError(f"`decay` must be one of {DECAYS}; got {decay!r}.")
-        if not 0 <= end_learning_rate <= peak_learning_rate:
-            raise ValueError(
-                f"`end_learning_rate` must be in [0, peak_learning_rate]; got {end_learning_rate!r}."
-            )
+        check_choice("decay", decay, DECAYS)
+        check_number("end_learning_rate", end_learning_rate, 0.0, peak_learning_rate,
+                     hint="at most peak_learning_rate")
         self.peak_learning_rate = float(peak_learning_rate)
         self.decay_steps = decay_steps
         self.warmup_steps = warmup_steps
@@ -201,13 +196,11 @@ def create_optimizer(
         An `AdamW` (a `keras.optimizers.AdamW`).
     """
     if warmup_steps is None:
-        if not 0 <= warmup_fraction <= 1:
-            raise ValueError(f"`warmup_fraction` must be in [0, 1]; got {warmup_fraction!r}.")
+        check_number("warmup_fraction", warmup_fraction, 0.0, 1.0)
         warmup_steps = int(round(warmup_fraction * num_train_steps))
-    if weight_decay is None or weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay!r}.")
-    if clipnorm is not None and not clipnorm > 0:
-        raise ValueError(f"`clipnorm` must be positive or None; got {clipnorm!r}.")
+    check_number("weight_decay", weight_decay, 0.0, finite=True)
+    if clipnorm is not None:
+        check_number("clipnorm", clipnorm, 0.0, include_minimum=False, hint="or None")
     # Keras passes the schedule its batch counter, which runs N times faster
     # than updates under N-batch accumulation; the arguments count updates.
     batches_per_update = gradient_accumulation_steps or 1

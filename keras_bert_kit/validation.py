@@ -1,8 +1,10 @@
-"""Checks of user-supplied numbers, with errors that name the argument and the value.
+"""Checks of user-supplied arguments, with errors that name the argument and the value.
 
 `check_int("batch_size", 0, minimum=1)` raises
 ValueError("`batch_size` must be a positive integer; got 0.").
-A bool is never accepted as a number (True == 1 would otherwise pass).
+A bool is never accepted as a number (True == 1 would otherwise pass); numpy
+integers and floats are. `check_choice` does the same for a value that must be
+one of a few names.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _article(noun: str) -> str:
@@ -43,12 +45,12 @@ def _requirement(noun, minimum, maximum, include_minimum, include_maximum) -> st
         return f"{_article(noun)} {noun} {'<=' if include_maximum else '<'} {maximum}"
     if minimum is None:
         return f"{_article(noun)} {noun}"
-    if noun in ("integer", "number") and (
+    if noun in ("integer", "number", "finite number") and (
         minimum == "0" and not include_minimum
         or minimum == "1" and include_minimum and noun == "integer"
     ):
         return f"a positive {noun}"
-    if noun in ("integer", "number") and minimum == "0":
+    if noun in ("integer", "number", "finite number") and minimum == "0":
         return f"a non-negative {noun}"
     return f"{_article(noun)} {noun} {'>=' if include_minimum else '>'} {minimum}"
 
@@ -102,3 +104,14 @@ def check_number(name: str, value: Any, minimum: float | None = None,
                       "finite number", minimum, maximum, include_minimum, include_maximum, hint)
     return _check(name, value, _is_number, "number", minimum, maximum, include_minimum,
                   include_maximum, hint)
+
+
+def check_choice(name: str, value: Any, choices) -> Any:
+    """`value` if it is one of `choices`, else a ValueError naming `name` and the choices."""
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable value tested against a set or dict
+        known = False
+    if not known:
+        raise ValueError(f"`{name}` must be one of {choices}; got {value!r}.")
+    return value

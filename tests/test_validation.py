@@ -1,6 +1,8 @@
 import pytest
 
-from keras_bert_kit.validation import check_int, check_number, is_int
+import numpy as np
+
+from keras_bert_kit.validation import check_choice, check_int, check_number, is_int
 
 
 @pytest.mark.parametrize(
@@ -48,3 +50,19 @@ def test_check_number_accepts_the_included_bounds():
     assert check_number("rate", 0.0, 0.0, 1.0) == 0.0
     assert check_number("rate", 1, 0.0, 1.0) == 1
     assert check_number("scale", 0.5, 0.0, include_minimum=False) == 0.5
+
+
+def test_check_number_positive_finite_and_numpy():
+    assert check_number("rate", np.float32(0.5), 0.0, 1.0) == np.float32(0.5)
+    with pytest.raises(ValueError) as raised:
+        check_number("learning_rate", float("inf"), 0, include_minimum=False, finite=True)
+    assert str(raised.value) == "`learning_rate` must be a positive finite number; got inf."
+
+
+def test_check_choice():
+    assert check_choice("decay", "linear", ("linear", "constant")) == "linear"
+    with pytest.raises(ValueError) as raised:
+        check_choice("decay", "cosine", ("linear", "constant"))
+    assert str(raised.value) == "`decay` must be one of ('linear', 'constant'); got 'cosine'."
+    with pytest.raises(ValueError, match=r"`pooling` must be one of \{'cls'\}; got \['cls'\]"):
+        check_choice("pooling", ["cls"], {"cls"})

@@ -57,10 +57,11 @@ class MaskedLMMasker:
     ):
         check_number("mask_rate", mask_rate, 0.0, 1.0, include_minimum=False)
         check_int("max_predictions_per_seq", max_predictions_per_seq, minimum=1)
-        if not (0 <= mask_token_rate and 0 <= random_token_rate
-                and mask_token_rate + random_token_rate <= 1):
+        check_number("mask_token_rate", mask_token_rate, 0.0, 1.0)
+        check_number("random_token_rate", random_token_rate, 0.0, 1.0)
+        if mask_token_rate + random_token_rate > 1:
             raise ValueError(
-                "`mask_token_rate` and `random_token_rate` must be >= 0 and sum to at most 1; "
+                "`mask_token_rate` and `random_token_rate` must sum to at most 1; "
                 f"got {mask_token_rate!r} and {random_token_rate!r}."
             )
         self.vocabulary_size = int(vocabulary_size)

@@ -15,7 +15,7 @@ from keras_bert_kit.data.masking import MaskedLMMasker
 from keras_bert_kit.data.pretraining_examples import PretrainingExamples
 from keras_bert_kit.data.tfrecords import read_pretraining_tfrecords
 from keras_bert_kit.tokenization import BertPreprocessor
-from keras_bert_kit.validation import check_int
+from keras_bert_kit.validation import check_int, is_int
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -35,9 +35,10 @@ def _check_batch_size(batch_size):
 
 def _bucketed_batches(dataset, length_fn, bucket_lengths, batch_size, drop_remainder):
     """Groups elements by length and pads each batch to its bucket's length."""
+    if not bucket_lengths or not all(is_int(b) and b >= 1 for b in bucket_lengths):
+        raise ValueError(
+            f"`bucket_lengths` must be positive integer lengths; got {bucket_lengths!r}.")
     bucket_lengths = sorted(set(int(b) for b in bucket_lengths))
-    if not bucket_lengths or bucket_lengths[0] < 1:
-        raise ValueError(f"`bucket_lengths` must be positive lengths; got {bucket_lengths}.")
     longest = bucket_lengths[-1]
 
     def check_length(*element):
