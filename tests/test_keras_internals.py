@@ -4,12 +4,16 @@ import inspect
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_bert_kit.keras_internals import (
     accept_raw_inputs,
     adam_slots,
+    attention_projections,
+    creation_strategy,
     in_multi_worker_mode,
+    loss_tracker,
     resource_handle,
     schedule_step,
     uses_weight_decay,
@@ -102,3 +106,53 @@ def test_uses_weight_decay_follows_the_exclusions():
     optimizer.build([kernel, bias])
     assert uses_weight_decay(optimizer, kernel) and not uses_weight_decay(optimizer, bias), (
         "Keras internals changed: `_use_weight_decay` no longer applies the exclusions.")
+
+
+def test_creation_strategy_is_the_scope_a_model_was_made_in():
+    def tiny_model():
+        inputs = keras.Input((2,))
+        return keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        scoped = tiny_model()
+    assert creation_strategy(scoped) is strategy and creation_strategy(tiny_model()) is None, (
+        "Keras internals changed: `_distribute_strategy` is no longer the strategy whose scope "
+        "a model was made in (None outside any scope).")
+
+
+def test_loss_tracker_is_what_fit_logs_as_loss():
+    class ConstantLoss(keras.Model):
+        def train_step(self, data):
+            loss_tracker(self).update_state(3.0)
+            return self.compute_metrics(*data, y_pred=None)
+
+        def compute_metrics(self, x, y, y_pred, sample_weight=None):
+            return self.get_metrics_result()
+
+    inputs = keras.Input((2,))
+    model = ConstantLoss(inputs, keras.layers.Dense(1)(inputs))
+    with pytest.raises(ValueError, match="not compiled"):
+        loss_tracker(model)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.zeros((4, 2), "float32")
+    history = model.fit(x, x[:, :1], batch_size=2, epochs=1, verbose=0)
+    assert history.history["loss"] == [3.0], (
+        "Keras internals changed: updating `_loss_tracker` in a custom train_step no longer "
+        f"sets the logged loss (logged {history.history})."
+    )
+
+
+def test_attention_projections_compute_keras_multi_head_attention():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    x = np.random.default_rng(0).normal(size=(1, 4, 6)).astype("float32")
+    expected = attention(x, x).numpy()
+    dense = attention_projections(attention)
+    query, key, value = (dense[part](x).numpy() for part in ("query", "key", "value"))
+    scores = np.einsum("bqhd,bkhd->bhqk", query, key) / np.sqrt(3.0)
+    probabilities = np.exp(scores - scores.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    mixed = np.einsum("bhqk,bkhd->bqhd", probabilities, value)
+    np.testing.assert_allclose(dense["output"](mixed).numpy(), expected, atol=1e-5, err_msg=(
+        "Keras internals changed: MultiHeadAttention's `_query_dense`, `_key_dense`, "
+        "`_value_dense` and `_output_dense` no longer compute the layer."))

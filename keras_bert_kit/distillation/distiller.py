@@ -11,6 +11,7 @@ from keras_bert_kit.distillation.losses import (
     soft_target_loss,
 )
 from keras_bert_kit.distribute import MultiWorkerFitMixin, reducible_logs
+from keras_bert_kit.keras_internals import loss_tracker
 from keras_bert_kit.losses import unscaled
 from keras_bert_kit.models.pretrainers import Pretrainer, check_loss_weight
 from keras_bert_kit.optimization import warmup_then_linear_decay
@@ -403,7 +404,7 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         self.optimizer.apply_gradients(zip(gradients, variables))
 
         batch_size = tf.shape(x["input_ids"])[0]
-        self._loss_tracker.update_state(unscaled(loss), sample_weight=batch_size)
+        loss_tracker(self).update_state(unscaled(loss), sample_weight=batch_size)
         for name, value in losses.items():
             self._trackers[name].update_state(unscaled(value), sample_weight=batch_size)
         return reducible_logs(self.compute_metrics(x, y, student["outputs"], sample_weight))
