@@ -114,7 +114,9 @@ def creation_strategy(model):
     try:
         return model._distribute_strategy
     except AttributeError as e:
-        raise _changed(f"models no longer keep their strategy in `_distribute_strategy`: {e}") from e
+        raise _changed(
+            f"models no longer keep their strategy in `_distribute_strategy`: {e}"
+        ) from e
 
 
 class LocalReplicaSymbolicBuild:
@@ -160,9 +162,10 @@ def attention_projections(attention):
 
     Keras 3 and tf_keras (keras-hub, Model Garden) name them alike.
     """
+    parts = ("query", "key", "value", "output")
     try:
-        return {
-            part: getattr(attention, f"_{part}_dense") for part in ("query", "key", "value", "output")
-        }
+        return {part: getattr(attention, f"_{part}_dense") for part in parts}
     except AttributeError as e:
-        raise _changed(f"MultiHeadAttention no longer keeps `_<part>_dense` projections: {e}") from e
+        raise _changed(
+            f"MultiHeadAttention no longer keeps `_<part>_dense` projections: {e}"
+        ) from e
