@@ -13,8 +13,12 @@ to change.
   input batch across workers before the first step, which fails on a dict
   of per-replica tensors; `LocalReplicaSymbolicBuild` hands it one local
   replica's slice instead.
+- The distiller's own `train_step` logs its total loss in the tracker Keras
+  logs as "loss".
 - Text layers take Python strings and tuples, which Keras must not convert
   to tensors before `call`.
+- Checkpoint converters read the projections of Keras 3 and tf_keras
+  `MultiHeadAttention` layers (keras-hub, Model Garden).
 """
 
 import keras
@@ -75,14 +79,25 @@ def schedule_step(optimizer):
     return int(counter.numpy())
 
 
-# -- multi-worker fit -----------------------------------------------------------------
-
-
 def in_multi_worker_mode(strategy):
     """Whether `strategy` spans several worker processes."""
     return isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy
     ) and strategy.extended._in_multi_worker_mode()
+
+
+def creation_strategy(model):
+    """The strategy whose scope `model` was made in; None if made outside any scope.
+
+    The public `model.distribute_strategy` falls back to the default
+    strategy, which cannot tell the two apart.
+    """
+    try:
+        return model._distribute_strategy
+    except AttributeError as e:
+        raise _changed(
+            f"models no longer keep their strategy in `_distribute_strategy`: {e}"
+        ) from e
 
 
 class LocalReplicaSymbolicBuild:
@@ -98,7 +113,7 @@ class LocalReplicaSymbolicBuild:
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
+        strategy = creation_strategy(self)
         if iterator is None or strategy is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:
@@ -122,3 +137,17 @@ def accept_raw_inputs(layer):
     """
     layer._convert_input_args = False
     layer._allow_non_tensor_positional_args = True
+
+
+def attention_projections(attention):
+    """The query, key, value and output `EinsumDense` layers of a `MultiHeadAttention`.
+
+    Keras 3 and tf_keras (keras-hub, Model Garden) name them alike.
+    """
+    parts = ("query", "key", "value", "output")
+    try:
+        return {part: getattr(attention, f"_{part}_dense") for part in parts}
+    except AttributeError as e:
+        raise _changed(
+            f"MultiHeadAttention no longer keeps `_<part>_dense` projections: {e}"
+        ) from e

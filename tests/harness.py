@@ -2,10 +2,13 @@
 
 `run_layer_test` checks what each layer of the package promises:
 registration under the package's name; a config that mirrors the
-constructor and survives `from_config`; output shapes; a `.keras` save and
-load that computes the same outputs; and mixed precision (float32
-variables, outputs computed). `run_model_test` does the same for models.
-Inputs and outputs may be tensors, tuples, lists or dicts.
+constructor and survives `from_config`; output shapes, eager and symbolic;
+a `.keras` save and load that computes the same outputs; and the dtype
+policies: float32 everywhere under "float32", and under "mixed_bfloat16"
+float32 variables with outputs of the expected dtypes (the compute dtype
+unless a layer promises float32, e.g. logits or attention probabilities).
+`run_model_test` does the same for models. Inputs and outputs may be
+tensors, tuples, lists or dicts.
 """
 
 import inspect
@@ -27,6 +30,25 @@ def _assert_close(actual, expected, atol=1e-5):
             keras.ops.convert_to_numpy(e).astype("float64"),
             atol=atol,
         )
+
+
+def _float_dtypes(tree):
+    return [
+        keras.backend.standardize_dtype(x.dtype) for x in keras.tree.flatten(tree)
+        if "float" in keras.backend.standardize_dtype(x.dtype)
+    ]
+
+
+def check_output_dtypes(outputs, expected, what):
+    """Every float output has dtype `expected`: one name, or one per float output in order."""
+    dtypes = _float_dtypes(outputs)
+    expected = [expected] * len(dtypes) if isinstance(expected, str) else list(expected)
+    assert dtypes == expected, f"{what}: float outputs are {dtypes}, expected {expected}."
+
+
+def check_variable_dtypes(obj, what):
+    dtypes = {v.path: v.dtype for v in obj.weights if v.dtype != "float32"}
+    assert not dtypes, f"{what} keeps variables of other dtypes than float32: {dtypes}."
 
 
 def check_registration(cls):
@@ -57,17 +79,28 @@ def _functional(layer, args, call_kwargs):
 
 
 def run_layer_test(layer_cls, init_kwargs, args, tmp_path, call_kwargs=None,
-                   expected_output_shape=None, run_save=True, atol=1e-5):
-    """Runs every check on `layer_cls(**init_kwargs)` called as `layer(*args, **call_kwargs)`."""
+                   expected_output_shape=None, run_save=True, atol=1e-5,
+                   mixed_output_dtype="bfloat16"):
+    """Runs every check on `layer_cls(**init_kwargs)` called as `layer(*args, **call_kwargs)`.
+
+    `mixed_output_dtype`: the dtype of the float outputs under
+    "mixed_bfloat16", one name or one per float output (flattened order).
+    """
     call_kwargs = call_kwargs or {}
+    name = layer_cls.__name__
     check_registration(layer_cls)
     layer = layer_cls(**init_kwargs)
     outputs = layer(*args, **call_kwargs)
     if expected_output_shape is not None:
         assert _shapes(outputs) == expected_output_shape
+    check_output_dtypes(outputs, "float32", f"{name} under float32")
+    check_variable_dtypes(layer, f"{name} under float32")
     check_config(layer)
     if run_save:
         model = _functional(layer, args, call_kwargs)
+        symbolic = keras.tree.map_structure(lambda x: tuple(x.shape)[1:], model.outputs)
+        eager = keras.tree.map_structure(lambda x: tuple(x.shape)[1:], keras.tree.flatten(outputs))
+        assert symbolic == eager, f"{name}: symbolic output shapes {symbolic}, eager {eager}."
         path = str(tmp_path / f"{layer_cls.__name__}.keras")
         model.save(path)
         loaded = keras.saving.load_model(path)
@@ -75,22 +108,29 @@ def run_layer_test(layer_cls, init_kwargs, args, tmp_path, call_kwargs=None,
             list(args) if len(args) > 1 else args[0]), atol)
     mixed = layer_cls(**init_kwargs, dtype="mixed_bfloat16")
     mixed_outputs = mixed(*args, **call_kwargs)
-    assert all(v.dtype == "float32" for v in mixed.weights), (
-        f"{layer_cls.__name__} under mixed_bfloat16 keeps variables of other dtypes.")
+    check_variable_dtypes(mixed, f"{name} under mixed_bfloat16")
     assert mixed.compute_dtype == "bfloat16"
     assert _shapes(mixed_outputs) == _shapes(outputs)
+    check_output_dtypes(mixed_outputs, mixed_output_dtype, f"{name} under mixed_bfloat16")
     for value in keras.tree.flatten(mixed_outputs):
         if "float" in str(value.dtype):
             assert np.isfinite(keras.ops.convert_to_numpy(value).astype("float32")).all()
     return layer
 
 
-def run_model_test(model_fn, inputs, tmp_path, atol=1e-5):
-    """Registration, config round trip, `.keras` round trip and mixed precision of `model_fn()`."""
+def run_model_test(model_fn, inputs, tmp_path, atol=1e-5, mixed_output_dtype=None):
+    """Registration, config round trip, `.keras` round trip and mixed precision of `model_fn()`.
+
+    `mixed_output_dtype`: as for `run_layer_test`; None checks only that the
+    outputs are floats of some width.
+    """
     model = model_fn()
+    name = type(model).__name__
     check_registration(type(model))
     check_config(model)
     expected = model(inputs)
+    check_output_dtypes(expected, "float32", f"{name} under float32")
+    check_variable_dtypes(model, f"{name} under float32")
     path = str(tmp_path / f"{type(model).__name__}.keras")
     model.save(path)
     _assert_close(keras.saving.load_model(path)(inputs), expected, atol)
@@ -100,6 +140,8 @@ def run_model_test(model_fn, inputs, tmp_path, atol=1e-5):
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     mixed_outputs = mixed(inputs)
-    assert all(v.dtype == "float32" for v in mixed.weights)
+    check_variable_dtypes(mixed, f"{name} under mixed_bfloat16")
     assert _shapes(mixed_outputs) == _shapes(expected)
+    if mixed_output_dtype is not None:
+        check_output_dtypes(mixed_outputs, mixed_output_dtype, f"{name} under mixed_bfloat16")
     return model

@@ -9,6 +9,8 @@ import tensorflow as tf
 from keras_bert_kit.keras_internals import (
     accept_raw_inputs,
     adam_slots,
+    attention_projections,
+    creation_strategy,
     in_multi_worker_mode,
     resource_handle,
     schedule_step,
@@ -102,3 +104,31 @@ def test_uses_weight_decay_follows_the_exclusions():
     optimizer.build([kernel, bias])
     assert uses_weight_decay(optimizer, kernel) and not uses_weight_decay(optimizer, bias), (
         "Keras internals changed: `_use_weight_decay` no longer applies the exclusions.")
+
+
+def test_creation_strategy_is_the_scope_a_model_was_made_in():
+    def tiny_model():
+        inputs = keras.Input((2,))
+        return keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        scoped = tiny_model()
+    assert creation_strategy(scoped) is strategy and creation_strategy(tiny_model()) is None, (
+        "Keras internals changed: `_distribute_strategy` is no longer the strategy whose scope "
+        "a model was made in (None outside any scope).")
+
+
+def test_attention_projections_compute_keras_multi_head_attention():
+    attention = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3)
+    x = np.random.default_rng(0).normal(size=(1, 4, 6)).astype("float32")
+    expected = attention(x, x).numpy()
+    dense = attention_projections(attention)
+    query, key, value = (dense[part](x).numpy() for part in ("query", "key", "value"))
+    scores = np.einsum("bqhd,bkhd->bhqk", query, key) / np.sqrt(3.0)
+    probabilities = np.exp(scores - scores.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    mixed = np.einsum("bhqk,bkhd->bqhd", probabilities, value)
+    np.testing.assert_allclose(dense["output"](mixed).numpy(), expected, atol=1e-5, err_msg=(
+        "Keras internals changed: MultiHeadAttention's `_query_dense`, `_key_dense`, "
+        "`_value_dense` and `_output_dense` no longer compute the layer."))

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 import keras
 import numpy as np
 
+from keras_bert_kit.keras_internals import attention_projections
+
 WeightAssignment = collections.namedtuple("WeightAssignment", ["target", "value", "source"])
 WeightAssignment.__doc__ = """One variable to load.
 
@@ -227,7 +229,7 @@ def keras_mha_links(target, mha) -> list[TensorLink]:
     output kernel. Flattening `(heads, head_size)` head-major gives exactly the
     column order our fused projection splits by.
     """
-    dense = {part: getattr(mha, f"_{part}_dense") for part in ("query", "key", "value", "output")}
+    dense = attention_projections(mha)
     qkv = [dense[part] for part in ("query", "key", "value")]
     return [
         TensorLink(target.qkv_dense.kernel, tuple(d.kernel for d in qkv), "qkv"),

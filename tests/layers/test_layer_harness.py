@@ -28,6 +28,14 @@ CASES = {
         (IDS, SEGMENTS), {}, (2, 5, 8)),
 }
 
+# Float outputs under mixed_bfloat16 other than the compute dtype: logits and
+# attention probabilities stay float32 (softmax and losses want the range).
+MIXED_OUTPUT_DTYPES = {
+    "MultiHeadSelfAttention": ("bfloat16", "float32"),
+    "TransformerBlock": ("bfloat16", "float32"),
+    "NextSentenceHead": "float32",
+}
+
 
 def test_every_registered_layer_has_a_case():
     import inspect
@@ -45,7 +53,8 @@ def test_every_registered_layer_has_a_case():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_layer_harness(name, tmp_path):
     cls, init_kwargs, args, call_kwargs, shape = CASES[name]
-    run_layer_test(cls, init_kwargs, args, tmp_path, call_kwargs, expected_output_shape=shape)
+    run_layer_test(cls, init_kwargs, args, tmp_path, call_kwargs, expected_output_shape=shape,
+                   mixed_output_dtype=MIXED_OUTPUT_DTYPES.get(name, "bfloat16"))
 
 
 def test_masked_lm_head_harness(tmp_path):
@@ -55,4 +64,5 @@ def test_masked_lm_head_harness(tmp_path):
     embedding = keras.layers.Embedding(50, 8)
     embedding.build((None,))
     run_layer_test(layers.MaskedLMHead, dict(token_embedding=embedding), (X,), tmp_path,
-                   expected_output_shape=(2, 5, 50), run_save=False)
+                   expected_output_shape=(2, 5, 50), run_save=False,
+                   mixed_output_dtype="float32")

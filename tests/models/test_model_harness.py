@@ -24,4 +24,6 @@ def test_model_harness(name, tmp_path):
     inputs = random_inputs(config_fn())
     if not masked:
         inputs.pop("masked_positions")
-    run_model_test(model_fn, inputs, tmp_path)
+    # Encoders compute in bfloat16; the pretrainers' logits are float32.
+    mixed_output_dtype = "float32" if masked else "bfloat16"
+    run_model_test(model_fn, inputs, tmp_path, mixed_output_dtype=mixed_output_dtype)
