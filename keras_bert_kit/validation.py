@@ -50,7 +50,7 @@ def _requirement(noun, minimum, maximum, include_minimum, include_maximum) -> st
         or minimum == "1" and include_minimum and noun == "integer"
     ):
         return f"a positive {noun}"
-    if noun in ("integer", "number", "finite number") and minimum == "0":
+    if noun in ("integer", "number") and minimum == "0":
         return f"a non-negative {noun}"
     return f"{_article(noun)} {noun} {'>=' if include_minimum else '>'} {minimum}"
 
