@@ -141,7 +141,8 @@ class SpanExtractorPreprocessor(TextPreprocessor):
 
     def __init__(self, tokenizer, sequence_length=384, stride=128, max_question_length=64,
                  **kwargs):
-        check_int("sequence_length", sequence_length)
+        # The base checks `sequence_length` (an integer >= 3).
+        super().__init__(tokenizer, sequence_length, **kwargs)
         check_int("max_question_length", max_question_length, minimum=1)
         check_int("stride", stride, minimum=0)
         if sequence_length - max_question_length - 3 < 1:
@@ -154,7 +155,6 @@ class SpanExtractorPreprocessor(TextPreprocessor):
             raise ValueError(
                 f"`stride` must be in [0, {room}) (the context room of a window); got {stride!r}."
             )
-        super().__init__(tokenizer, sequence_length, **kwargs)
         self.stride = stride
         self.max_question_length = max_question_length
         # `features()` runs the windowing as one graph: several times faster than eagerly.
