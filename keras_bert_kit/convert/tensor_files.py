@@ -24,6 +24,8 @@ import zipfile
 
 import numpy as np
 
+from keras_bert_kit.errors import CheckpointFormatError
+
 SAFETENSORS = "model.safetensors"
 PYTORCH_BIN = "pytorch_model.bin"
 _INDEX_SUFFIX = ".index.json"
@@ -66,10 +68,6 @@ _TORCH_STORAGES = {
     "ByteStorage": np.uint8,
     "BoolStorage": np.bool_,
 }
-
-
-class CheckpointFormatError(ValueError):
-    """A tensor file is malformed, truncated, or holds something other than tensors."""
 
 
 def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
