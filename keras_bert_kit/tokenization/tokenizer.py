@@ -26,9 +26,11 @@ import tempfile
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_bert_kit.id_checks import check_id_range
 from keras_bert_kit.keras_internals import accept_raw_inputs
 from keras_bert_kit.tokenization.vocabulary import (
     CLS_TOKEN,
@@ -39,6 +41,7 @@ from keras_bert_kit.tokenization.vocabulary import (
     load_vocabulary,
     save_vocabulary,
 )
+from keras_bert_kit.validation import is_int
 
 NORMALIZERS = ("bert", "tf_text")
 
@@ -176,11 +179,13 @@ class BertTokenizer(keras.layers.Layer):
         return self._ids[token]
 
     def id_to_token(self, token_id: int) -> str:
-        if not 0 <= int(token_id) < len(self._tokens):
+        if not is_int(token_id):
+            raise ValueError(f"A token id must be an integer; got {type(token_id).__name__}.")
+        if not 0 <= token_id < len(self._tokens):
             raise ValueError(
                 f"Token id {token_id} is outside the vocabulary [0, {len(self._tokens)})."
             )
-        return self._tokens[int(token_id)]
+        return self._tokens[token_id]
 
     def _special_id(self, token):
         return self._ids.get(token)
@@ -243,16 +248,36 @@ class BertTokenizer(keras.layers.Layer):
         included) or a ragged batch. With `skip_special_tokens`, [PAD], [CLS],
         [SEP] and [MASK] are left out. Lowercasing and accent stripping are not
         undone.
+
+        Raises:
+            InvalidIdsError: eagerly, for an id outside `[0, vocabulary_size())`.
+            tf.errors.InvalidArgumentError: the same, in a graph (`tf.function`,
+                `tf.data`, a SavedModel).
         """
         ids = ids if isinstance(ids, tf.RaggedTensor) else tf.convert_to_tensor(ids)
         if not ids.dtype.is_integer:
             raise ValueError(f"`ids` must be integer token ids; got dtype {ids.dtype.name}.")
+        if ids.shape.rank not in (1, 2):
+            raise ValueError(
+                f"`ids` must be a [num_tokens] vector or a [batch, seq] batch; got shape "
+                f"{ids.shape}."
+            )
         scalar = ids.shape.rank == 1
         if scalar:
             ids = ids[tf.newaxis]
         if not isinstance(ids, tf.RaggedTensor):
             ids = tf.RaggedTensor.from_tensor(ids)
-        ids = tf.cast(ids, tf.int32)
+        values = ids.flat_values
+        if values.dtype == tf.uint64:
+            # Saturates rather than wraps: an id past int64 stays out of range.
+            values = tf.minimum(values, tf.constant(np.iinfo(np.int64).max, tf.uint64))
+        if values.dtype not in (tf.int32, tf.int64):
+            values = tf.cast(values, tf.int64)
+        # The detokenizer op reads its table at each id unchecked: an id outside
+        # it crashes the process. The check comes before the cast, so that an
+        # int64 id of 2**40 is refused rather than truncated.
+        values = check_id_range(values, len(self._tokens), "ids", "BertTokenizer.detokenize")
+        ids = ids.with_flat_values(tf.cast(values, tf.int32))
         if skip_special_tokens:
             skipped = [i for i in self.special_token_ids if i != self.unk_token_id]
             if skipped:

@@ -36,6 +36,7 @@ def test_special_ids(uncased_tokenizer):
     assert (t.pad_token_id, t.unk_token_id, t.cls_token_id, t.sep_token_id, t.mask_token_id) == (
         0, 100, 101, 102, 103)
     assert t.id_to_token(7592) == "hello" and t.token_to_id("hello") == 7592
+    assert t.id_to_token(np.int64(7592)) == "hello"
 
 
 def test_tuple_is_pair_list_is_batch(uncased_tokenizer):
@@ -141,6 +142,15 @@ def test_standard_reserved_tokens():
         (lambda t: kbk.BertPreprocessor(kbk.BertTokenizer(["[UNK]", "a"]), 8), r"\[CLS\]"),
         (lambda t: kbk.BertPreprocessor(t, 8)((["a", "b"], ["c"])), "same number"),
         (lambda t: kbk.BertPreprocessor(t, 4)(("a", "b")), "no room"),
+        (lambda t: t.detokenize(7592), r"\[num_tokens\] vector.*got shape \(\)"),
+        (lambda t: t.detokenize(np.zeros((1, 2, 3), "int32")), r"got shape \(1, 2, 3\)"),
+        (lambda t: t.detokenize([1.0, 2.0]), "integer token ids"),
+        (lambda t: t.detokenize(np.array([2**63 + 5], np.uint64)), r"\[0, 30522\); it holds 9223"),
+        (lambda t: t.id_to_token(30522), r"outside the vocabulary \[0, 30522\)"),
+        (lambda t: t.id_to_token(-1), "outside the vocabulary"),
+        (lambda t: t.id_to_token(7592.9), "must be an integer; got float"),
+        (lambda t: t.id_to_token("7592"), "must be an integer; got str"),
+        (lambda t: t.id_to_token(True), "must be an integer; got bool"),
     ],
 )
 def test_errors(uncased_tokenizer, build, message):
