@@ -28,6 +28,7 @@ import keras
 
 from keras_bert_kit.distillation.distiller import check_temperature
 from keras_bert_kit.models.pretrainers import check_loss_weight
+from keras_bert_kit.validation import check_number
 from training import common
 from training.settings import check_positive_ints, parse_settings, run_job
 
@@ -94,8 +95,8 @@ def _check_settings(s):
     check_temperature(s["temperature"])
     for key in ("alpha_ce", "alpha_hard", "alpha_cos", "alpha_hidden", "alpha_attention"):
         check_loss_weight(key, s[key])
-    if not 0 < s["validation_split"] < 1:
-        raise ValueError(f"`validation_split` must be in (0, 1); got {s['validation_split']!r}.")
+    check_number("validation_split", s["validation_split"], 0, 1, include_minimum=False,
+                 include_maximum=False)
     if not isinstance(s["columns"], dict):
         raise ValueError(f"`columns` must be a mapping; got {s['columns']!r}.")
     if s["strategy"] not in ("default", "mirrored"):

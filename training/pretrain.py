@@ -23,6 +23,7 @@ import time
 import keras
 
 from keras_bert_kit.distribute import is_chief, worker_index
+from keras_bert_kit.validation import check_number
 from training.common import (
     PRETRAINING_DATA_SETTINGS,
     SafeBackupAndRestore,
@@ -79,13 +80,12 @@ def parse_args(argv=None):
 def _check_settings(s):
     check_positive_ints(s, ("max_seq_length", "max_predictions_per_seq", "dupe_factor",
                             "steps", "batch_size", "checkpoint_every"))
-    if not 0 < s["mask_rate"] <= 1:
-        raise ValueError(f"`mask_rate` must be in (0, 1]; got {s['mask_rate']!r}.")
+    check_number("mask_rate", s["mask_rate"], 0, 1, include_minimum=False)
     from keras_bert_kit.models.pretrainers import check_loss_weight
 
     check_loss_weight("nsp_loss_weight", s["nsp_loss_weight"])
-    if not 0 < s["eval_fraction"] < 1:
-        raise ValueError(f"`eval_fraction` must be in (0, 1); got {s['eval_fraction']!r}.")
+    check_number("eval_fraction", s["eval_fraction"], 0, 1, include_minimum=False,
+                 include_maximum=False)
     if s["strategy"] not in ("default", "mirrored", "multi_worker"):
         raise ValueError(f"`strategy` must be default, mirrored or multi_worker; got "
                          f"{s['strategy']!r}.")

@@ -1,4 +1,12 @@
-"""Settings of the command-line jobs: a YAML config, overridden by options."""
+"""Settings of the command-line jobs: a YAML config, overridden by options; their errors.
+
+A settings file is a small mapping, read as untrusted input: at most
+`MAX_CONFIG_BYTES`, UTF-8, YAML without anchors and aliases (what lets a few
+hundred bytes expand to gigabytes: "billion laughs"), nested at most
+`MAX_NESTING` deep. Option values are read the same way. Every problem, and
+every error a job reports, is one line on stderr, `error: ...`, at most
+`MAX_ERROR_CHARS` long, with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,178 @@ import sys
 
 import yaml
 from keras_bert_kit.validation import check_int
+
+MAX_CONFIG_BYTES = 2**20
+MAX_OPTION_CHARS = 2**16
+MAX_NESTING = 32
+# Longer integers are no setting: Python's int() of a 5,000-digit one raises,
+# and YAML 1.1's base-60 integers ("1:2:3") grow without bound.
+MAX_INTEGER_CHARS = 100
+MAX_ERROR_CHARS = 1000
+MAX_QUOTED_CHARS = 200
+
+
+# -- error lines ------------------------------------------------------------------------
+
+
+def clip(text, limit=MAX_QUOTED_CHARS):
+    """`text`, cut to `limit` characters with a note of how many there were."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def quote(value, limit=MAX_QUOTED_CHARS):
+    """`repr(value)` for a message, at most about `limit` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # it holds an int past the digits Python converts to text
+        text = f"<a {type(value).__name__} too large to print>"
+    return clip(text, limit)
+
+
+def one_line(message, limit=MAX_ERROR_CHARS):
+    """`message` as one printable line: line breaks joined, control characters escaped, clipped.
+
+    Lines after one ending in ":" (a heading) follow with a space, others
+    with "; " (items of a list of problems).
+    """
+    text = str(message)
+    head = text[: 2 * limit]  # whatever is past this is cut anyway
+    line = ""
+    for part in head.splitlines():
+        part = part.strip()
+        if part:
+            line = part if not line else f"{line}{' ' if line.endswith(':') else '; '}{part}"
+    line = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in line)
+    if len(line) > limit or len(head) < len(text):
+        line = f"{line[:limit]}... (cut; the message has {len(text):,} characters)"
+    return line
+
+
+def report_error(error):
+    """Prints `error: <message>` to stderr, on one line (see `one_line`)."""
+    print(f"error: {one_line(error)}", file=sys.stderr)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one `error: ...` line on stderr (exit status 2)."""
+
+    def error(self, message):
+        report_error(message)
+        self.exit(2)
+
+
+# -- reading YAML -------------------------------------------------------------------------
+
+
+class SettingsLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases, and with bounded nesting and integers.
+
+    Settings never need anchors; refusing them is what keeps the document
+    as large as its text.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in settings",
+                event.start_mark)
+        if self._depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_NESTING} levels deep", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node, deep=False):
+        # A scalar a constructor cannot make (a date of month 13) raises a bare
+        # ValueError; it becomes a YAML error at the node's position.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as e:
+            what = quote(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {what}: {clip(str(e))}", node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_INTEGER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value):,} characters (at most "
+                f"{MAX_INTEGER_CHARS})", node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+SettingsLoader.add_constructor("tag:yaml.org,2002:int", SettingsLoader.construct_yaml_int)
+
+
+def _yaml_problem(error, text, where):
+    """One line for a YAML error in `text`: `where(line, column)`, then what is wrong."""
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML refuses
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - text.rfind("\n", 0, error.position)
+        return f"{where(line, column)}: character #x{error.character:04x}: {clip(error.reason)}"
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"{where(None, None)}: {clip(str(error))}"
+    problem = clip(error.problem or "invalid YAML")
+    context_mark = getattr(error, "context_mark", None)
+    if error.context and context_mark is not None:
+        problem += (f" ({clip(error.context)} at line {context_mark.line + 1}, "
+                    f"column {context_mark.column + 1})")
+    return f"{where(mark.line + 1, mark.column + 1)}: {problem}"
+
+
+def load_yaml(text, where):
+    """The value of YAML `text` (see `SettingsLoader`), or a ValueError placed by `where`.
+
+    `where(line, column)` names the source in the message; both are None
+    when YAML gives no position.
+    """
+    loader = None
+    try:
+        loader = SettingsLoader(text)
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ValueError(_yaml_problem(e, text, where)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_config(path):
+    """The settings mapping of the YAML file at `path`; a ValueError names the file (and line)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ValueError(f"--config {path}: {e.strerror or e}.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; a settings file "
+                         "is a small YAML mapping.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
+                         f"offset {e.start}).") from None
+
+    def where(line, column):
+        return path if line is None else f"{path}:{line}:{column}"
+
+    loaded = load_yaml(text, where)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a mapping of settings; it holds a "
+                         f"{type(loaded).__name__}.")
+    return loaded
 
 
 def parse_settings(prog, description, spec, check, argv=None):
@@ -21,8 +201,10 @@ def parse_settings(prog, description, spec, check, argv=None):
         argv: the arguments (default: `sys.argv[1:]`).
 
     `--quiet` (one line per logged epoch) is added as `settings["quiet"]`.
+    A problem with the config file or an option (see the module docstring)
+    is a usage error too.
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description=description,
         epilog="Settings (YAML keys; each is also an option, e.g. --batch-size 64):\n"
@@ -36,30 +218,40 @@ def parse_settings(prog, description, spec, check, argv=None):
     parser.add_argument("--quiet", action="store_true", help="one line per logged epoch")
     args = parser.parse_args(argv)
     settings = {key: default for key, (default, _) in spec.items()}
-    if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            parser.error(f"{args.config} must hold a mapping of settings.")
-        unknown = sorted(set(loaded) - set(spec))
-        if unknown:
-            parser.error(f"{args.config}: unknown setting(s) {unknown}; known: {sorted(spec)}.")
-        settings.update(loaded)
-    for key in spec:
-        value = getattr(args, key)
-        if value is not None:
-            settings[key] = parse_value(value)
-    settings["quiet"] = args.quiet
     try:
+        if args.config:
+            loaded = load_config(args.config)
+            unknown = [key for key in loaded if key not in spec]
+            if unknown:
+                names = ", ".join(quote(key) for key in unknown[:10])
+                more = f" and {len(unknown) - 10:,} more" if len(unknown) > 10 else ""
+                raise ValueError(f"{args.config}: unknown setting(s) {names}{more}; known: "
+                                 f"{sorted(spec)}.")
+            settings.update(loaded)
+        for key in spec:
+            value = getattr(args, key)
+            if value is not None:
+                settings[key] = parse_value(value, f"--{key.replace('_', '-')}")
+        settings["quiet"] = args.quiet
         check(settings)
     except ValueError as e:
         parser.error(str(e))
     return settings
 
 
-def parse_value(text):
-    """A command-line value as YAML would read it ("64", "true", "null"), numbers like 1e-4 too."""
-    value = yaml.safe_load(text)
+def parse_value(text, option="the value"):
+    """A command-line value as YAML would read it ("64", "true", "null"), numbers like 1e-4 too.
+
+    Read like a settings file (see `SettingsLoader`); a ValueError names `option`.
+    """
+    if len(text) > MAX_OPTION_CHARS:
+        raise ValueError(f"{option}: a value of {len(text):,} characters (at most "
+                         f"{MAX_OPTION_CHARS:,}).")
+
+    def where(line, column):
+        return option if line is None else f"{option} (line {line}, column {column})"
+
+    value = load_yaml(text, where)
     if isinstance(value, str):
         try:
             return float(value)  # YAML 1.1 reads "1e-4" as a string
@@ -86,7 +278,7 @@ def run_job(run, settings, errors=(ValueError, FileNotFoundError)):
     try:
         run(settings)
     except errors as e:
-        print(f"error: {e}", file=sys.stderr)
+        report_error(e)
         return 2
     finally:
         keras.mixed_precision.set_dtype_policy(policy)
