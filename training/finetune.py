@@ -22,12 +22,14 @@ import warnings
 import keras
 import numpy as np
 
+from training.settings import ArgumentParser, report_error
+
 TASKS = ("classify", "tag", "qa")
 BUILT_IN_DATA = {"rotten_tomatoes": "classify"}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m training.finetune",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -384,7 +386,7 @@ def main(argv=None):
         run(args)
     except (ValueError, FileNotFoundError) as e:
         # Data and argument problems are the user's to fix: say what, not a traceback.
-        print(f"error: {e}", file=sys.stderr)
+        report_error(e)
         return 2
     return 0
 

@@ -81,3 +81,25 @@ def test_argument_errors(tmp_path, data_dir):
     code, _ = run(tmp_path, "--task", "classify", "--data", str(data_dir / "cls.csv"),
                   "--init", "no_such_preset")
     assert code == 2
+
+
+def test_init_weights_of_other_shapes_than_the_config_are_one_error_line(
+        tmp_path, data_dir, capsys):
+    import keras_bert_kit as kbk
+    from keras_bert_kit.tokenization import standard_reserved_tokens
+    from tests.conftest import tiny_bert_config
+
+    config = tiny_bert_config(num_layers=1)
+    tokenizer = kbk.BertTokenizer(standard_reserved_tokens(0) + [f"w{i}" for i in range(50)])
+    model_dir = tmp_path / "hf"
+    kbk.to_huggingface(kbk.models.encoder_from_config(config), str(model_dir), tokenizer)
+    config_path = model_dir / "config.json"
+    # The weights stay 64 wide; the config now says 65.
+    config_path.write_text(json.dumps(dict(json.loads(config_path.read_text()),
+                                           intermediate_size=65)))
+    code, out = run(tmp_path, "--task", "classify", "--data", str(data_dir / "cls.csv"),
+                    "--init", str(model_dir))
+    lines = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and "intermediate" in lines[0]
+    assert not (out / "model.keras").exists()
