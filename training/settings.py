@@ -105,14 +105,16 @@ class SettingsLoader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_object(self, node, deep=False):
-        # A scalar a constructor cannot make (a date of month 13) raises a bare
-        # ValueError; it becomes a YAML error at the node's position.
+        # A value a constructor cannot make raises a bare Python error (a date
+        # of month 13: ValueError; "!!timestamp x": AttributeError; "!!bool x":
+        # KeyError); it becomes a YAML error at the node's position.
         try:
             return super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as e:
-            what = quote(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+        except (ValueError, ArithmeticError, LookupError, TypeError, AttributeError) as e:
+            what = quote(node.value) if isinstance(node, yaml.ScalarNode) else "this node"
+            reason = f": {clip(str(e))}" if isinstance(e, ValueError) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {what}: {clip(str(e))}", node.start_mark
+                None, None, f"cannot read {what} as {node.tag}{reason}", node.start_mark
             ) from None
 
     def construct_yaml_int(self, node):

@@ -5,21 +5,21 @@ import time
 
 import pytest
 
-from tests.isolation import run_cases
+from tests.isolation import run_cases, run_fuzz
 from training import pretrain
 from training.settings import MAX_CONFIG_BYTES, MAX_ERROR_CHARS, one_line, run_job
 
 
 
 def bomb(levels, width):
-    """A `steps` value of `levels` lists, each `width` aliases of the one before ("billion laughs")."""
+    """A `steps` value: `levels` lists, each `width` aliases of the one before."""
     names = "abcdefghij"[:levels]
     lists = [f"&a [{','.join(['lol'] * width)}]"] + [
         f"&{b} [{','.join([f'*{a}'] * width)}]" for a, b in zip(names, names[1:])]
     return f"[{', '.join(lists)}]"
 
 
-# 10**9 strings once expanded, from a few hundred bytes.
+# "Billion laughs": 10**9 strings once expanded, from a few hundred bytes.
 BOMB = bomb(9, 10)
 # 9**6 strings, quoted whole (megabytes) in the error that `steps` is no integer.
 SMALL_BOMB = bomb(6, 9)
@@ -77,7 +77,10 @@ def cli(*argv):
     ("steps: 3\n bad: 2\n", [":2:5:", "mapping values are not allowed"]),
     ("steps: 3\nout: \x01\n", [":2:6:", "#x0001"]),
     ("steps: !!python/object/apply:os.system [ls]\n", [":1:8:", "constructor for the tag"]),
-    ("steps: 2001-13-45\n", [":1:8:", "'2001-13-45'", "month must be in 1..12"]),
+    ("steps: 2001-13-45\n", [":1:8:", "cannot read '2001-13-45' as tag:yaml.org,2002:timestamp: "
+                             "month must be in 1..12"]),
+    ("steps: !!timestamp x\n", [":1:8:", "cannot read 'x' as tag:yaml.org,2002:timestamp"]),
+    ("steps: !!bool x\n", [":1:8:", "cannot read 'x' as tag:yaml.org,2002:bool"]),
     ("steps: " + "9" * 5000 + "\n", [":1:8:", "an integer of 5,000 characters"]),
     ("model: " + "[" * 40 + "]" * 40 + "\n", [":1:", "nested more than 32 levels"]),
     ("steps: 1\n---\nsteps: 2\n", [":2:1:", "another document"]),
@@ -141,3 +144,10 @@ def test_run_job_reports_a_multi_line_error_on_one_line(capsys):
     assert run_job(run, {}) == 2
     assert capsys.readouterr().err == (
         "error: Cannot load weights into 'encoder': shape mismatch: a; shape mismatch: b\n")
+
+
+def test_fuzzed_settings_text_reads_or_is_refused_on_one_line():
+    report = run_fuzz("tests.training.fuzz_settings", "settings_yaml", max_examples=300,
+                      memory_mb=512, timeout=120)
+    assert report.failure is None, report.failure
+    assert report.cases == 300 and set(report.outcomes) == {"loaded", "refused"}
