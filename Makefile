@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-pretrain install lock clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain install lock clean
 
 install: $(STAMP)
 
@@ -49,6 +49,9 @@ bench-distill: $(STAMP)
 
 bench-finetune: $(STAMP)
 	$(BIN)/python bench/finetune_quality.py
+
+bench-fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_untrusted.py
 
 bench-pretrain: $(STAMP)
 	$(BIN)/python bench/pretrain_throughput.py
