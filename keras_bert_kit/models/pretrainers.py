@@ -17,11 +17,7 @@ from keras_bert_kit.losses import global_weighted_mean, unscaled
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
 from keras_bert_kit.models.graph import GraphModel
-from keras_bert_kit.models.inputs import (
-    check_id_inputs,
-    check_input_keys,
-    static_sequence_length,
-)
+from keras_bert_kit.models.inputs import check_input_keys, check_position_inputs
 from keras_bert_kit.optimization import warmup_then_linear_decay
 from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.validation import check_number
@@ -117,17 +113,18 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
     def input_names(self):
         return self._input_names
 
-    def call(self, inputs, training=None, mask=None):
-        # Checked here, not only in the encoder: the functional graph would
-        # silently cast float ids to its int32 inputs before the encoder runs.
+    def check_inputs(self, inputs):
+        """The encoder's inputs and `masked_positions` of `inputs`, validated.
+
+        `masked_positions` must agree with `input_ids` on the batch size and
+        point into the sequence: `[0, sequence_length)`.
+        """
         check_input_keys(inputs, self.input_names, self.name)
         encoder_inputs = self.encoder.check_inputs(inputs, owner=self.name)
-        positions = check_id_inputs(
-            inputs,
-            {"masked_positions": static_sequence_length(encoder_inputs["input_ids"])},
-            self.name,
+        positions = check_position_inputs(
+            inputs, ["masked_positions"], encoder_inputs["input_ids"], self.name
         )
-        return super().call({**encoder_inputs, **positions}, training=training, mask=mask)
+        return {**encoder_inputs, **positions}
 
     # -- training -------------------------------------------------------------------
 
