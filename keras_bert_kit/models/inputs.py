@@ -39,18 +39,31 @@ _WIDENED_TO_INT64 = ("uint32",)
 _AXIS_NAMES = ("batch size", "sequence length")
 
 
-def _dtype_name(x):
-    return keras.backend.standardize_dtype(x.dtype)
+def _dtype_name(x, name="ids", owner="model"):
+    if isinstance(x, np.ndarray) and x.dtype.kind in "SU":  # numpy's bytes and str
+        return "string"
+    try:
+        return keras.backend.standardize_dtype(x.dtype)
+    except ValueError as e:  # a dtype Keras has no name for (complex, datetime, ...)
+        raise ValueError(
+            f"{owner}: `{name}` must hold integer ids (int32); got dtype {x.dtype}."
+        ) from e
 
 
 def dense_array(value, name, owner):
-    """`value` as an array when it is a Python list or tuple; raises for ragged or object data.
+    """`value` as an array or tensor Keras can take, or a `ValueError` naming the input.
 
-    Keras would otherwise take a dict holding a list as a structure of many
-    inputs, and a numpy array of dtype object fails inside Keras' conversion
-    without naming the input.
+    Python lists, tuples and numbers become numpy arrays. Keras would
+    otherwise take a dict holding a list as a structure of many inputs, and
+    fail on a numpy array of dtype object, a ragged or sparse tensor, or a
+    tensor of unknown rank, without naming the input.
     """
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
+        raise ValueError(
+            f"{owner}: `{name}` must be a dense [batch, sequence_length] tensor; got a "
+            f"{type(value).__name__} (pad it first, e.g. with `.to_tensor()`)."
+        )
+    if not hasattr(value, "dtype"):
         try:
             value = np.asarray(value)
         except ValueError as e:
@@ -62,6 +75,11 @@ def dense_array(value, name, owner):
         raise ValueError(
             f"{owner}: `{name}` is a numpy array of dtype object (mixed types, or rows of "
             "different lengths); it must be a rectangular array of integer ids (int32)."
+        )
+    if isinstance(value.shape, tf.TensorShape) and value.shape.rank is None:
+        raise ValueError(
+            f"{owner}: `{name}` must have shape [batch, sequence_length]; got a tensor of "
+            "unknown rank."
         )
     return value
 
@@ -89,15 +107,8 @@ def check_input_keys(inputs, expected, owner):
 
 def _integer_matrix(x, name, owner):
     """`x` as a `[batch, seq]` integer array or tensor, in a dtype its values can be checked in."""
-    if isinstance(x, (tf.RaggedTensor, tf.SparseTensor)):
-        raise ValueError(
-            f"{owner}: `{name}` must be a dense [batch, sequence_length] tensor; got a "
-            f"{type(x).__name__} (pad it first, e.g. with `.to_tensor()`)."
-        )
     x = dense_array(x, name, owner)
-    if not hasattr(x, "dtype"):
-        x = np.asarray(x)
-    dtype = _dtype_name(x)
+    dtype = _dtype_name(x, name, owner)
     if "int" not in dtype and dtype != "bool":
         hint = " Tokenize text first (BertPreprocessor)." if dtype == "string" else ""
         raise ValueError(

@@ -19,6 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 import keras_bert_kit as kbk
 from keras_bert_kit.errors import InvalidIdsError
 from tests.conftest import encoder_inputs, random_inputs, tiny_bert_config
+from tests.isolation import run_fuzz
 
 BATCH, SEQ = 2, 8
 VOCAB = tiny_bert_config().vocab_size
@@ -136,7 +137,8 @@ def test_internals_view_checks_ids(pretrainer):
     inputs["masked_positions"] = good_inputs()["masked_positions"]
     traced = tf.function(lambda x: view(x)["hidden_states"][-1])
     tensors = {key: tf.constant(value) for key, value in inputs.items()}
-    with pytest.raises(tf.errors.InvalidArgumentError, match=range_message(pretrainer, name, limit)):
+    message = range_message(pretrainer, name, limit)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         traced(tensors)
 
 
@@ -152,13 +154,14 @@ def test_saved_model_refuses_bad_ids(encoder, tmp_path):
     tf.saved_model.save(module, str(tmp_path))
     reloaded = tf.saved_model.load(str(tmp_path))
 
-    good = {key: tf.constant(value, tf.int64) for key, value in encoder_inputs(good_inputs()).items()}
+    good = {k: tf.constant(v, tf.int64) for k, v in encoder_inputs(good_inputs()).items()}
     expected = encoder(good, training=False)["pooled_output"]
     np.testing.assert_allclose(reloaded.serve(good), expected, atol=1e-5)
     for case in BAD_IDS:
         inputs, name, limit = bad_encoder_inputs(case)
         tensors = {key: tf.constant(value, tf.int64) for key, value in inputs.items()}
-        with pytest.raises(tf.errors.InvalidArgumentError, match=range_message(encoder, name, limit)):
+        message = range_message(encoder, name, limit)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             reloaded.serve(tensors)
 
 
@@ -257,9 +260,10 @@ def test_inputs_of_different_shapes(encoder, traced, axis):
     with pytest.raises(ValueError, match=message):
         encoder(inputs)
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in encoder.input_names}
+    short_shape = re.escape(str(list(short.shape)).replace(",", ""))  # as TF prints it
     dynamic = re.escape(
         "inputs must agree on batch size and sequence length; `input_ids` has shape"
-    ) + r".*\[2 8\].*`padding_mask` has shape.*" + re.escape(str(list(short.shape)).replace(",", ""))
+    ) + rf".*\[2 8\].*`padding_mask` has shape.*{short_shape}"
     with pytest.raises(tf.errors.InvalidArgumentError, match=dynamic):
         traced.get_concrete_function(spec)({k: tf.constant(v) for k, v in inputs.items()})
 
@@ -299,3 +303,13 @@ def test_rectangular_lists_are_taken(encoder):
     np.testing.assert_allclose(
         encoder(as_lists)["pooled_output"], encoder(inputs)["pooled_output"], atol=1e-6
     )
+
+
+# -- fuzzing ----------------------------------------------------------------------------
+
+
+def test_fuzz_encoder_ids():
+    report = run_fuzz("tests.models.fuzz_ids", "encoder_ids", max_examples=40, memory_mb=2048)
+    assert report.failure is None, report.failure
+    assert report.cases == 40
+    assert set(report.outcomes) == {"answered", "refused"}, report.outcomes
