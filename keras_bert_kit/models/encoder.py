@@ -133,13 +133,19 @@ class TransformerEncoder(IdInputsModel, keras.Model):
     def input_names(self):
         return list(self._input_limits)
 
-    def check_inputs(self, inputs, owner=None):
-        """The encoder inputs of `inputs`, validated (names, dtypes, shapes, id ranges)."""
+    def check_inputs(self, inputs, owner=None, allow_empty_batch=False):
+        """The encoder inputs of `inputs`, validated (names, dtypes, shapes, id ranges).
+
+        `allow_empty_batch`: let `[0, 0]` inputs through, for models (such as
+        a token tagger) that map them to empty outputs; the encoder's own
+        call refuses them, since its pooled output reads each first token.
+        """
         return check_id_inputs(
             inputs,
             self._input_limits,
             owner=owner or self.name,
             max_sequence_length=self.config.max_sequence_length,
+            allow_empty_batch=allow_empty_batch,
         )
 
     def call(self, inputs, training=None, mask=None):

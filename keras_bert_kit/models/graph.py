@@ -42,8 +42,12 @@ class GraphModel(IdInputsModel):
         return {name: getattr(self, name) for name in self.graph_layer_names}
 
     def check_inputs(self, inputs):
-        """The model inputs of `inputs`, validated (names, dtypes, shapes, id ranges)."""
-        return self.encoder.check_inputs(inputs, owner=self.name)
+        """The model inputs of `inputs`, validated (names, dtypes, shapes, id ranges).
+
+        A batch of no sequences, `[0, 0]`, passes (a tagger's text function
+        makes one from no texts); what the graph then does with it is its own.
+        """
+        return self.encoder.check_inputs(inputs, owner=self.name, allow_empty_batch=True)
 
     def call(self, inputs, training=None, mask=None):
         # Checked here: the functional graph would silently cast float ids

@@ -159,31 +159,35 @@ def _shape_agreement(named, axes, owner):
     return tf.debugging.Assert(agree, data, name="check_input_shapes")
 
 
-def _sequence_length_check(x, name, owner, max_sequence_length):
+def _sequence_length_check(x, name, owner, max_sequence_length, allow_empty_batch):
     """An assertion that `x`'s sequence length lies in [1, max_sequence_length], or None.
 
-    Raises a `ValueError` when the static length is already outside.
+    With `allow_empty_batch`, a batch of no sequences may have length 0.
+    Raises a `ValueError` when the static shape is already outside.
     """
-    seq_len = x.shape[1]
+    batch, seq_len = x.shape
     upper = max_sequence_length if max_sequence_length is not None else np.iinfo(np.int32).max
-    if seq_len is not None:
-        if seq_len == 0:
-            raise ValueError(
-                f"{owner}: `{name}` has sequence length 0; every sequence needs at least "
-                "one token (its [CLS])."
-            )
-        if seq_len > upper:
-            raise ValueError(
-                f"{owner}: sequence length {seq_len} of `{name}` exceeds the position "
-                f"table of {max_sequence_length} positions; truncate inputs to at most "
-                f"{max_sequence_length} tokens."
-            )
+    if seq_len is not None and seq_len > upper:
+        raise ValueError(
+            f"{owner}: sequence length {seq_len} of `{name}` exceeds the position "
+            f"table of {max_sequence_length} positions; truncate inputs to at most "
+            f"{max_sequence_length} tokens."
+        )
+    if seq_len == 0 and not (allow_empty_batch and batch in (0, None)):
+        raise ValueError(
+            f"{owner}: `{name}` has sequence length 0; every sequence needs at least "
+            "one token (its [CLS])."
+        )
+    if seq_len is not None and (seq_len > 0 or batch == 0):
         return None
-    seq_len = tf.shape(x)[1]
+    shape = tf.shape(x)
+    long_enough = shape[1] > 0
+    if allow_empty_batch:
+        long_enough = tf.logical_or(long_enough, tf.equal(shape[0], 0))
     return tf.debugging.Assert(
-        tf.logical_and(seq_len > 0, seq_len <= upper),
+        tf.logical_and(long_enough, shape[1] <= upper),
         [f"{owner}: the sequence length of `{name}` must lie in [1, {upper}] (a [CLS] token, "
-         "and no more than the position table holds); it is", seq_len],
+         "and no more than the position table holds); its shape is", shape],
         name=f"check_{name}_length",
     )  # fmt: skip
 
@@ -202,7 +206,7 @@ def _checked_int32(named, limits, assertions, owner, limit_name="limit"):
         return {name: tf.identity(x) for name, x in checked.items()}
 
 
-def check_id_inputs(inputs, limits, owner, max_sequence_length=None):
+def check_id_inputs(inputs, limits, owner, max_sequence_length=None, allow_empty_batch=False):
     """Validates and normalises a dict of `[batch, seq]` integer inputs of one shape.
 
     Args:
@@ -211,6 +215,8 @@ def check_id_inputs(inputs, limits, owner, max_sequence_length=None):
             (`None`: only the shape is checked, the values are not).
         owner: the model's name, for messages.
         max_sequence_length: largest allowed `seq`, if bounded.
+        allow_empty_batch: whether `[0, 0]` inputs (no sequences at all) pass;
+            otherwise `seq` must be at least 1 even in an empty batch.
 
     Returns:
         A new dict holding exactly the names in `limits`, as int32 tensors
@@ -221,7 +227,8 @@ def check_id_inputs(inputs, limits, owner, max_sequence_length=None):
     Raises:
         ValueError: for a missing input, a non-integer dtype, a wrong rank,
             ragged or object data, inputs of different shapes, or a
-            sequence length of 0 or beyond `max_sequence_length`, when known.
+            sequence length of 0 (see `allow_empty_batch`) or beyond
+            `max_sequence_length`, when known.
         InvalidIdsError: eagerly, for values out of range.
         tf.errors.InvalidArgumentError: in a graph, when it runs, for values
             out of range or shapes that prove wrong.
@@ -230,7 +237,9 @@ def check_id_inputs(inputs, limits, owner, max_sequence_length=None):
     named = {name: _integer_matrix(inputs[name], name, owner) for name in limits}
     first = next(iter(named))
     assertions = [
-        _sequence_length_check(named[first], first, owner, max_sequence_length),
+        _sequence_length_check(
+            named[first], first, owner, max_sequence_length, allow_empty_batch
+        ),
         _shape_agreement(named, (0, 1), owner),
     ]
     return _checked_int32(named, limits, assertions, owner)

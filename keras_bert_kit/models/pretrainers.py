@@ -94,8 +94,9 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
         # layer computes just those rows: a quarter less encoder work for 4
         # layers, with the same outputs and gradients.
         masked_positions = inputs["masked_positions"]
+        # [CLS]'s row (0) first, made from `input_ids`, which has one.
         rows = keras.ops.concatenate(
-            [keras.ops.zeros_like(masked_positions[:, :1]), masked_positions], axis=1
+            [keras.ops.zeros_like(inputs["input_ids"][:, :1]), masked_positions], axis=1
         )
         encoder_inputs = {name: inputs[name] for name in encoder.input_names}
         if full_sequence:
@@ -120,6 +121,7 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
         point into the sequence: `[0, sequence_length)`.
         """
         check_input_keys(inputs, self.input_names, self.name)
+        # No empty batches of empty sequences: the heads read [CLS]'s row.
         encoder_inputs = self.encoder.check_inputs(inputs, owner=self.name)
         positions = check_position_inputs(
             inputs, ["masked_positions"], encoder_inputs["input_ids"], self.name

@@ -18,7 +18,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 import keras_bert_kit as kbk
 from keras_bert_kit.errors import InvalidIdsError
-from tests.conftest import encoder_inputs, random_inputs, tiny_bert_config
+from keras_bert_kit.models.pretrainers import TARGET_KEYS
+from tests.conftest import batch, encoder_inputs, random_inputs, tiny_bert_config
 from tests.isolation import run_fuzz
 
 BATCH, SEQ = 2, 8
@@ -199,16 +200,23 @@ def test_tflite_invoke_refuses_bad_ids(encoder):
 
 
 def test_predict_compiled_with_xla_still_checks(pretrainer):
-    # The predict step is built without XLA, which would compile the
-    # assertion away; training keeps it.
+    # The predict and test steps are built without XLA, which would compile
+    # the assertions away; training keeps it, and trains through the checks.
     pretrainer.compile(jit_compile=True)
     try:
+        data = tf.data.Dataset.from_tensors(batch(tiny_bert_config()))
+        history = pretrainer.fit(data, shuffle=False, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
         for case in ("input_ids=-1", "padding_mask=7"):
             inputs, name, limit = bad_encoder_inputs(case)
             inputs["masked_positions"] = good_inputs()["masked_positions"]
             message = range_message(pretrainer, name, limit)
             with pytest.raises(tf.errors.InvalidArgumentError, match=message):
                 pretrainer.predict(inputs, verbose=0)
+            targets = {k: v[:BATCH] for k, v in batch(tiny_bert_config()).items()
+                       if k in TARGET_KEYS}  # fmt: skip
+            with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+                pretrainer.evaluate({**inputs, **targets}, verbose=0)
         assert pretrainer.jit_compile is True
         good = good_inputs()
         np.testing.assert_allclose(
@@ -221,7 +229,8 @@ def test_predict_compiled_with_xla_still_checks(pretrainer):
 
 
 def test_xla_compiles_the_assertion_away(encoder):
-    """Why predict avoids XLA: a compiled call answers for an id it should refuse.
+    """Why predict avoids XLA: a compiled call answers for an id it should refuse,
+    reading it as the nearest valid id (-1 as 0).
 
     If this starts failing, XLA honours assertions: update the README.
     """
@@ -229,7 +238,10 @@ def test_xla_compiles_the_assertion_away(encoder):
         lambda inputs: encoder(inputs, training=False)["pooled_output"], jit_compile=True
     )
     inputs, _, _ = bad_encoder_inputs("input_ids=-1")
-    assert compiled(inputs).shape == (BATCH, tiny_bert_config().hidden_size)
+    clamped = dict(inputs, input_ids=np.maximum(inputs["input_ids"], 0))
+    np.testing.assert_allclose(
+        compiled(inputs), encoder(clamped, training=False)["pooled_output"], atol=1e-5
+    )
 
 
 # -- shapes and dtypes ------------------------------------------------------------------
@@ -242,9 +254,16 @@ def test_zero_length_sequences(encoder, traced):
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in encoder.input_names}
     with pytest.raises(
         tf.errors.InvalidArgumentError,
-        match=re.escape("sequence length of `input_ids` must lie in [1, 64]") + r".*\[0\]",
+        match=re.escape("sequence length of `input_ids` must lie in [1, 64]") + r".*\[2 0\]",
     ):
         traced.get_concrete_function(spec)({k: tf.constant(v) for k, v in empty.items()})
+
+
+def test_no_masked_positions(pretrainer):
+    inputs = dict(good_inputs(), masked_positions=np.zeros((BATCH, 0), "int32"))
+    outputs = pretrainer.predict(inputs, verbose=0)
+    assert outputs["mlm_logits"].shape == (BATCH, 0, VOCAB)
+    assert outputs["nsp_logits"].shape == (BATCH, 2)
 
 
 @pytest.mark.parametrize("axis", [0, 1])
