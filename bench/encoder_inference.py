@@ -40,6 +40,24 @@ repeats), measured in the same run; each model's GFLOP/s is shown as a fraction 
 Targets, checked for this project's encoders and printed as PASS / FALL SHORT:
 sequences/s >= 1.1x keras-hub's, and GFLOP/s >= 0.9 of the matmul peak.
 
+The id checks' cost
+-------------------
+The encoders check their id inputs inside the graph (ranges, shapes; see
+`keras_bert_kit/models/inputs.py`). Their cost is measured in the same run: this
+project's encoder called as users call it (checked) against a plain functional model
+over the same layers and inputs (`keras.Model(encoder.input, encoder.output)`, which
+skips the encoder's `call` and so its checks), both in a `tf.function` without XLA
+(XLA compiles the assertions away). The two are timed in alternating blocks, so drift
+in the machine's load hits both alike; their ratio of medians, minus 1, is the A/B
+cost, printed with the graphs' op counts. On a busy machine its noise (the IQRs) can
+exceed the cost itself, so the checks are also timed alone: `encoder.check_inputs` in
+its own `tf.function` returning the checked ids, and, to tell the checks from what any
+call costs, a `tf.function` returning the same ids unchecked (`tf.identity`). The
+checks' time (including that call overhead, an upper bound) over the unchecked
+forward pass is the cost checked against the target, under 1% (PASS / FALL SHORT);
+the difference of the two, their marginal cost, is printed beside it.
+`--check-cost-only` measures just this.
+
 Notes:
 * The implementations compute the same matmuls but not identical elementwise ops:
   keras-hub's BertBackbone uses the tanh-approximate GELU, the others the exact (erf) one.
@@ -68,6 +86,7 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -87,6 +106,8 @@ from _timing import Timing, format_table, measure, usable_cores  # noqa: E402
 
 TARGET_VS_KERAS_HUB = 1.1
 TARGET_FRACTION_OF_PEAK = 0.9
+TARGET_CHECK_COST = 0.01  # the id checks' share of the forward pass, at most
+CHECK_COST_BLOCK = 5  # calls per model in each alternating block
 PEAK_MATMUL_SIZES = (1024, 2048, 3072)
 # The standard Keras inference paths: label -> tf.function's jit_compile.
 KERAS_PATHS = {"tf.function": False, "tf.function+XLA": True}
@@ -366,6 +387,122 @@ def measure_matmul_peak(options: TimingOptions) -> list[PeakCandidate]:
     return candidates
 
 
+@dataclasses.dataclass(frozen=True)
+class CheckCost:
+    """The checked encoder's timing against the same graph without its checks."""
+
+    arch: Architecture
+    checked: Timing
+    unchecked: Timing
+    checks_alone: Timing
+    passthrough: Timing  # the same call returning the ids unchecked
+    checked_ops: int
+    unchecked_ops: int
+
+    @property
+    def ab_cost(self) -> float:
+        """Extra time of the checked forward pass, as a fraction of the unchecked one."""
+        return self.checked.median / self.unchecked.median - 1
+
+    @property
+    def cost(self) -> float:
+        """Time of the checks alone, as a fraction of the unchecked forward pass."""
+        return self.checks_alone.median / self.unchecked.median
+
+    @property
+    def marginal_cost(self) -> float:
+        """The checks' time beyond an unchecked call's, over the unchecked forward pass."""
+        return (self.checks_alone.median - self.passthrough.median) / self.unchecked.median
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.cost < TARGET_CHECK_COST else "FALL SHORT"
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.arch.key,
+            "cost": self.cost,
+            "ab_cost": self.ab_cost,
+            "marginal_cost": self.marginal_cost,
+            "target": TARGET_CHECK_COST,
+            "verdict": self.verdict,
+            "checked": self.checked.to_dict(),
+            "unchecked": self.unchecked.to_dict(),
+            "checks_alone": self.checks_alone.to_dict(),
+            "passthrough": self.passthrough.to_dict(),
+            "graph_ops": {"checked": self.checked_ops, "unchecked": self.unchecked_ops},
+        }
+
+
+def measure_alternating(steps: dict[str, Step], options: TimingOptions) -> dict[str, Timing]:
+    """Times each step in alternating blocks of `CHECK_COST_BLOCK` calls (order
+    reversed every round) until the budget is spent and each has `min_repeats` calls."""
+    first_call = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step()
+        first_call[name] = time.perf_counter() - start
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    order = list(steps)
+    deadline = time.perf_counter() + options.budget_seconds
+    gc.collect()
+    gc.disable()
+    try:
+        while time.perf_counter() < deadline or min(map(len, times.values())) < options.min_repeats:
+            for name in order:
+                for _ in range(CHECK_COST_BLOCK):
+                    start = time.perf_counter()
+                    steps[name]()
+                    times[name].append(time.perf_counter() - start)
+            order.reverse()
+    finally:
+        gc.enable()
+    return {name: Timing(tuple(times[name]), first_call[name]) for name in steps}
+
+
+def measure_check_cost(arch: Architecture, inputs: dict, options: TimingOptions) -> CheckCost:
+    encoder_class = kbk.BertEncoder if arch.is_bert else kbk.DistilBertEncoder
+    encoder = encoder_class(arch.config)
+    unchecked = keras.Model(encoder.input, encoder.output)
+    tensors = {
+        name: tf.constant(value)
+        for name, value in renamed(inputs, {"token_ids": "input_ids"}).items()
+    }
+    forwards = {
+        "checked": tf.function(lambda x: encoder(x, training=False)["sequence_output"]),
+        "unchecked": tf.function(lambda x: unchecked(x, training=False)["sequence_output"]),
+    }
+    ops = {
+        name: len(forward.get_concrete_function(tensors).graph.get_operations())
+        for name, forward in forwards.items()
+    }
+    log(f"{arch.title}: id checks' cost, timing checked and unchecked alternately")
+    steps = {
+        name: lambda forward=forward: forward(tensors).numpy()
+        for name, forward in forwards.items()
+    }
+    timings = measure_alternating(steps, options)
+    check = tf.function(encoder.check_inputs)
+    passthrough = tf.function(lambda x: {name: tf.identity(ids) for name, ids in x.items()})
+    alone = measure_alternating(
+        {
+            name: lambda call=call: [ids.numpy() for ids in call(tensors).values()]
+            for name, call in (("checks", check), ("passthrough", passthrough))
+        },
+        options,
+    )
+    result = CheckCost(arch, timings["checked"], timings["unchecked"], alone["checks"],
+                       alone["passthrough"], ops["checked"], ops["unchecked"])  # fmt: skip
+    log(f"  checked: {describe(result.checked)}; unchecked: {describe(result.unchecked)}; "
+        f"checks alone: {describe(result.checks_alone)}; passthrough: "
+        f"{describe(result.passthrough)}")  # fmt: skip
+    del encoder, unchecked, forwards, steps, check, passthrough
+    keras.backend.clear_session()
+    gc.collect()
+    return result
+
+
 # === Reporting ==================================================================
 
 
@@ -462,16 +599,48 @@ def print_targets(summary: dict[str, dict]) -> None:
         )
 
 
-def report(results: list[Result], peak_candidates: list[PeakCandidate], meta: dict) -> dict:
+def print_check_costs(costs: list[CheckCost]) -> None:
+    print(
+        f"\nId checks' cost (tf.function, no XLA; target < {TARGET_CHECK_COST:.0%} of the "
+        "forward pass):"
+    )
+    for c in costs:
+        print(
+            f"  {c.arch.title}: checks alone {c.checks_alone.median * 1e3:.3f} ms (IQR "
+            f"{c.checks_alone.spread:.1%}) = {c.cost:.3%} of the unchecked forward pass "
+            f"[{c.verdict}]; beyond an unchecked call's {c.passthrough.median * 1e3:.3f} ms: "
+            f"{c.marginal_cost:.3%}\n"
+            f"    A/B: checked {c.checked.median * 1e3:.2f} ms (IQR {c.checked.spread:.1%}, "
+            f"n={len(c.checked.times)}) vs unchecked {c.unchecked.median * 1e3:.2f} ms "
+            f"(IQR {c.unchecked.spread:.1%}, n={len(c.unchecked.times)}): {c.ab_cost:+.2%}; "
+            f"graph ops {c.checked_ops} vs {c.unchecked_ops}"
+        )
+
+
+def report(
+    results: list[Result],
+    peak_candidates: list[PeakCandidate],
+    check_costs: list[CheckCost],
+    meta: dict,
+) -> dict:
     """Prints the results and returns them as a JSON-ready dict."""
+    check_cost_report = {
+        "meta": meta,
+        "check_costs": [c.to_dict() for c in check_costs],
+        "targets": {"check_cost": TARGET_CHECK_COST},
+    }
+    if not results:  # --check-cost-only
+        print_check_costs(check_costs)
+        return check_cost_report
     best = max(peak_candidates, key=lambda candidate: candidate.gflops)
     summary = comparisons(results, best.gflops)
     print_header(meta, peak_candidates)
     print_results_table(results, best.gflops)
     print_paths_tried(results)
     print_targets(summary)
+    print_check_costs(check_costs)
     return {
-        "meta": meta,
+        **check_cost_report,
         "matmul_peak": {
             "gflops": best.gflops,
             "size": best.size,
@@ -481,6 +650,7 @@ def report(results: list[Result], peak_candidates: list[PeakCandidate], meta: di
         "targets": {
             "project_vs_keras_hub": TARGET_VS_KERAS_HUB,
             "project_fraction_of_peak": TARGET_FRACTION_OF_PEAK,
+            "check_cost": TARGET_CHECK_COST,
         },
         "results": [r.to_dict(best.gflops) for r in results],
         "comparisons": summary,
@@ -533,6 +703,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: no budget, 2 timed calls per path"
     )
+    parser.add_argument(
+        "--check-cost-only",
+        action="store_true",
+        help="measure only the id checks' cost (no matmul peak, no comparisons)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
@@ -581,19 +756,23 @@ def main(argv=None) -> dict:
         log(f"warning: load average {meta['load_average_start']:.2f} on {cores} CPU(s); "
             "the machine is busy and the timings will be noisy")  # fmt: skip
 
-    peak_options = TimingOptions(args.budget_seconds / 4, max(2, args.min_repeats // 2))
-    peak_candidates = measure_matmul_peak(peak_options)
+    peak_candidates = []
+    if not args.check_cost_only:
+        peak_options = TimingOptions(args.budget_seconds / 4, max(2, args.min_repeats // 2))
+        peak_candidates = measure_matmul_peak(peak_options)
 
     options = TimingOptions(args.budget_seconds, args.min_repeats)
-    results = []
+    results, check_costs = [], []
     for arch in (ARCHITECTURES[name] for name in args.models):
         inputs = make_inputs(arch, args.batch, args.seq)
         flops = forward_flops(arch, args.batch, args.seq)
-        for implementation in IMPLEMENTATIONS:
-            results.append(run_implementation(arch, implementation, inputs, flops, options))
+        if not args.check_cost_only:
+            for implementation in IMPLEMENTATIONS:
+                results.append(run_implementation(arch, implementation, inputs, flops, options))
+        check_costs.append(measure_check_cost(arch, inputs, options))
 
     meta["load_average_end"] = os.getloadavg()[0]
-    summary = report(results, peak_candidates, meta)
+    summary = report(results, peak_candidates, check_costs, meta)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)

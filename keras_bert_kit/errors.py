@@ -21,8 +21,12 @@ class CheckpointFormatError(ValueError):
 class InvalidIdsError(tf.errors.InvalidArgumentError, ValueError):
     """Ids outside their valid range (raised eagerly; graphs raise `InvalidArgumentError`)."""
 
-    def __init__(self, message):
-        super().__init__(None, None, message)
+    def __init__(self, *args):
+        # Raised with the message alone; Keras re-raises an `OpError` from a
+        # layer's call, with context added, as `type(e)(node_def, op, message,
+        # error_code)`.
+        node_def, op, message = (None, None, *args) if len(args) == 1 else args[:3]
+        super().__init__(node_def, op, message)
 
     def __reduce__(self):
         return type(self), (self.message,)

@@ -26,18 +26,31 @@ def range_message(owner, name, limit):
     return f"{owner}: `{name}` must hold values in [0, {limit})"
 
 
-def check_id_range(ids, limit, name, owner):
+# The dtypes TensorFlow's (and TFLite's) gather takes as indices.
+GATHER_INDEX_DTYPES = (tf.int32, tf.int64)
+
+
+def check_id_range(ids, limit, name, owner, limit_name="limit"):
     """`ids` (an integer tensor or array), checked to lie in `[0, limit)`.
 
     Returns a tensor of the same dtype and values that, in a graph, runs only
     after the check has passed. The check is made in the ids' own dtype, so an
     int64 id of 2**32 + 5 is refused, not read as 5 after a cast.
 
+    Args:
+        ids: integer ids, of any shape and integer dtype.
+        limit: the exclusive upper bound: a Python int, or (for a bound known
+            only when the graph runs, such as a sequence length) a scalar
+            integer tensor, named `limit_name` in messages.
+        name, owner: the input and the model (or function), for messages.
+
     Raises:
         InvalidIdsError: eagerly, naming `owner`, `name`, the range and an
             offending value.
         tf.errors.InvalidArgumentError: in a graph, when it runs.
     """
+    if not isinstance(limit, tf.Tensor) or tf.executing_eagerly():
+        limit = int(limit)
     if isinstance(ids, np.ndarray) or (tf.executing_eagerly() and hasattr(ids, "numpy")):
         values = np.asarray(ids)
         if values.size:
@@ -53,16 +66,26 @@ def check_id_range(ids, limit, name, owner):
     empty = tf.equal(tf.size(flat), 0)
     low = tf.reduce_min(flat)
     high = tf.reduce_max(flat)
-    below_limit = high < limit if limit <= ids.dtype.max else tf.constant(True)
+    if isinstance(limit, int):
+        below_limit = high < limit if limit <= ids.dtype.max else tf.constant(True)
+        message = f"{range_message(owner, name, limit)}; it holds values from"
+    else:
+        # Compared in a dtype holding every value of both.
+        wide = tf.uint64 if ids.dtype.is_unsigned else tf.int64
+        below_limit = tf.cast(high, wide) < tf.cast(limit, wide)
+        message = [f"{range_message(owner, name, limit_name)}, {limit_name} =", limit,
+                   "; it holds values from"]  # fmt: skip
     in_range = tf.logical_or(empty, tf.logical_and(low >= 0, below_limit))
     check = tf.debugging.Assert(
         in_range,
-        [f"{range_message(owner, name, limit)}; it holds values from", low, "to", high],
+        [*tf.nest.flatten(message), low, "to", high],
         name=f"check_{name}",
     )
     with tf.control_dependencies([check]):
         ids = tf.identity(ids)
-    if limit <= np.iinfo(np.int32).max:
+    if ids.dtype in GATHER_INDEX_DTYPES and (
+        not isinstance(limit, int) or limit <= np.iinfo(np.int32).max
+    ):
         # TFLite keeps this and drops the assertion; elsewhere it is the identity.
-        ids = tf.gather(tf.range(limit, dtype=ids.dtype), ids)
+        ids = tf.gather(tf.range(tf.cast(limit, ids.dtype)), ids)
     return ids

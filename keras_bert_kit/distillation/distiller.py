@@ -12,6 +12,7 @@ from keras_bert_kit.distillation.losses import (
 )
 from keras_bert_kit.distribute import MultiWorkerFitMixin, reducible_logs
 from keras_bert_kit.losses import unscaled
+from keras_bert_kit.models.inputs import IdInputsModel
 from keras_bert_kit.models.pretrainers import Pretrainer, check_loss_weight
 from keras_bert_kit.optimization import warmup_then_linear_decay
 from keras_bert_kit.saving import from_config_with_objects
@@ -123,7 +124,7 @@ def _layer_pairs(layer_map, teacher_depth, student_depth):
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
-class Distiller(MultiWorkerFitMixin, keras.Model):
+class Distiller(IdInputsModel, MultiWorkerFitMixin, keras.Model):
     """Knowledge distillation of a frozen `teacher` into `student`, trained with `fit`.
 
     Two modes, chosen by the models:

@@ -4,7 +4,7 @@ import keras
 
 from keras_bert_kit.configs import EncoderConfig
 from keras_bert_kit.layers import TransformerBlock, TransformerEmbeddings
-from keras_bert_kit.models.inputs import check_id_inputs
+from keras_bert_kit.models.inputs import IdInputsModel, check_id_inputs
 
 
 def _encode(embeddings, transformer_layers, inputs, query_positions=None):
@@ -24,7 +24,7 @@ def _pool(pooler, states):
     return pooler(states) if pooler is not None else states[:, 0, :]
 
 
-class TransformerEncoder(keras.Model):
+class TransformerEncoder(IdInputsModel, keras.Model):
     """Base of `BertEncoder` and `DistilBertEncoder`; not registered itself.
 
     Subclasses set `config_class` and say how the pooled output is made.
@@ -37,6 +37,9 @@ class TransformerEncoder(keras.Model):
         `hidden_states`: the embedding output then every layer's output,
         `attentions` (only with `output_attentions=True`): every layer's float32
         attention probabilities `[batch, heads, seq, seq]`.
+
+    Ids are checked against their tables (and shapes against each other) in
+    every mode; see `keras_bert_kit.models.inputs`.
     """
 
     config_class = EncoderConfig
@@ -130,13 +133,19 @@ class TransformerEncoder(keras.Model):
     def input_names(self):
         return list(self._input_limits)
 
-    def check_inputs(self, inputs, owner=None):
-        """The encoder inputs of `inputs`, validated (names, dtypes, shapes, id ranges)."""
+    def check_inputs(self, inputs, owner=None, allow_empty_batch=False):
+        """The encoder inputs of `inputs`, validated (names, dtypes, shapes, id ranges).
+
+        `allow_empty_batch`: let `[0, 0]` inputs through, for models (such as
+        a token tagger) that map them to empty outputs; the encoder's own
+        call refuses them, since its pooled output reads each first token.
+        """
         return check_id_inputs(
             inputs,
             self._input_limits,
             owner=owner or self.name,
             max_sequence_length=self.config.max_sequence_length,
+            allow_empty_batch=allow_empty_batch,
         )
 
     def call(self, inputs, training=None, mask=None):

@@ -2,8 +2,24 @@
 
 import keras
 
+from keras_bert_kit.models.inputs import IdInputsModel
 
-class GraphModel:
+
+class CheckedView(keras.Model):
+    """A functional model that validates its inputs with `check_inputs` before running.
+
+    Not registered: it is a view of a model that is (`with_internals`).
+    """
+
+    def __init__(self, inputs, outputs, check_inputs, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.check_inputs = check_inputs
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(self.check_inputs(inputs), training=training, mask=mask)
+
+
+class GraphModel(IdInputsModel):
     """Mixin of pretrainers and tasks: one graph-building method, two graphs.
 
     A subclass names the layers its graph uses in `graph_layer_names` (kept
@@ -12,6 +28,7 @@ class GraphModel:
     `{"outputs", "hidden_states", "attentions"}` (see `encoder.encode`). The
     model is that graph's `outputs`; `with_internals` builds the same graph
     again, over the same layers, on fresh inputs, with all three outputs.
+    Both check their inputs with `check_inputs` (see `models.inputs`).
     """
 
     graph_layer_names = ()
@@ -23,6 +40,19 @@ class GraphModel:
     def graph_layers(self):
         """{name: layer} of the layers `build_graph` takes, as this model holds them."""
         return {name: getattr(self, name) for name in self.graph_layer_names}
+
+    def check_inputs(self, inputs):
+        """The model inputs of `inputs`, validated (names, dtypes, shapes, id ranges).
+
+        A batch of no sequences, `[0, 0]`, passes (a tagger's text function
+        makes one from no texts); what the graph then does with it is its own.
+        """
+        return self.encoder.check_inputs(inputs, owner=self.name, allow_empty_batch=True)
+
+    def call(self, inputs, training=None, mask=None):
+        # Checked here: the functional graph would silently cast float ids
+        # (and truncate int64 ones) to its int32 inputs before any layer runs.
+        return super().call(self.check_inputs(inputs), training=training, mask=mask)
 
     def with_internals(self):
         """A functional view of this model, sharing its weights, with three outputs.
@@ -42,4 +72,6 @@ class GraphModel:
             for name, x in self.input.items()
         }
         graph = self.build_graph(self.graph_layers(), inputs, full_sequence=True)
-        return keras.Model(inputs, graph, name=f"{self.name}_with_internals")
+        return CheckedView(
+            inputs, graph, self.check_inputs, name=f"{self.name}_with_internals"
+        )

@@ -17,11 +17,7 @@ from keras_bert_kit.losses import global_weighted_mean, unscaled
 from keras_bert_kit.models.bert_encoder import BertEncoder
 from keras_bert_kit.models.distilbert_encoder import DistilBertEncoder
 from keras_bert_kit.models.graph import GraphModel
-from keras_bert_kit.models.inputs import (
-    check_id_inputs,
-    check_input_keys,
-    static_sequence_length,
-)
+from keras_bert_kit.models.inputs import check_input_keys, check_position_inputs
 from keras_bert_kit.optimization import warmup_then_linear_decay
 from keras_bert_kit.saving import from_config_with_objects
 from keras_bert_kit.validation import check_number
@@ -98,8 +94,9 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
         # layer computes just those rows: a quarter less encoder work for 4
         # layers, with the same outputs and gradients.
         masked_positions = inputs["masked_positions"]
+        # [CLS]'s row (0) first, made from `input_ids`, which has one.
         rows = keras.ops.concatenate(
-            [keras.ops.zeros_like(masked_positions[:, :1]), masked_positions], axis=1
+            [keras.ops.zeros_like(inputs["input_ids"][:, :1]), masked_positions], axis=1
         )
         encoder_inputs = {name: inputs[name] for name in encoder.input_names}
         if full_sequence:
@@ -117,17 +114,19 @@ class Pretrainer(GraphModel, MultiWorkerFitMixin, keras.Model):
     def input_names(self):
         return self._input_names
 
-    def call(self, inputs, training=None, mask=None):
-        # Checked here, not only in the encoder: the functional graph would
-        # silently cast float ids to its int32 inputs before the encoder runs.
+    def check_inputs(self, inputs):
+        """The encoder's inputs and `masked_positions` of `inputs`, validated.
+
+        `masked_positions` must agree with `input_ids` on the batch size and
+        point into the sequence: `[0, sequence_length)`.
+        """
         check_input_keys(inputs, self.input_names, self.name)
+        # No empty batches of empty sequences: the heads read [CLS]'s row.
         encoder_inputs = self.encoder.check_inputs(inputs, owner=self.name)
-        positions = check_id_inputs(
-            inputs,
-            {"masked_positions": static_sequence_length(encoder_inputs["input_ids"])},
-            self.name,
+        positions = check_position_inputs(
+            inputs, ["masked_positions"], encoder_inputs["input_ids"], self.name
         )
-        return super().call({**encoder_inputs, **positions}, training=training, mask=mask)
+        return {**encoder_inputs, **positions}
 
     # -- training -------------------------------------------------------------------
 

@@ -52,11 +52,6 @@ class Task(GraphModel, MultiWorkerFitMixin, keras.Model):
         self._auto_optimizer = None
         self._compiled_loss_weights = None
 
-    def call(self, inputs, training=None, mask=None):
-        # Checked here: the functional graph would silently cast float ids to
-        # its int32 inputs before the encoder's layers run.
-        return super().call(self.encoder.check_inputs(inputs), training=training, mask=mask)
-
     @staticmethod
     def _head_layers(encoder, units, dropout, name):
         """Dropout, then a dense layer with BERT's initialiser.

@@ -65,20 +65,23 @@ def test_not_a_dict(pretrainer, inputs):
 def test_token_id_outside_vocabulary(model_and_inputs, bad_id):
     model, inputs = model_and_inputs
     inputs["input_ids"][1, 3] = bad_id
-    with pytest.raises(ValueError, match=rf"`input_ids` holds {bad_id}, outside .*\[0, 300\)"):
+    message = rf"`input_ids` must hold values in \[0, 300\); it holds {bad_id}\."
+    with pytest.raises(ValueError, match=message):
         model(inputs)
 
 
 def test_segment_id_outside_type_vocabulary(model_and_inputs):
     model, inputs = model_and_inputs
     inputs["segment_ids"][0, 0] = 2
-    with pytest.raises(ValueError, match=r"`segment_ids` holds 2, outside .*\[0, 2\)"):
+    message = r"`segment_ids` must hold values in \[0, 2\); it holds 2\."
+    with pytest.raises(ValueError, match=message):
         model(inputs)
 
 
 def test_masked_position_outside_sequence(pretrainer, inputs):
     inputs["masked_positions"][0, 0] = 10
-    with pytest.raises(ValueError, match=r"`masked_positions` holds 10, outside .*\[0, 10\)"):
+    message = r"`masked_positions` must hold values in \[0, 10\); it holds 10\."
+    with pytest.raises(ValueError, match=message):
         pretrainer(inputs)
 
 
