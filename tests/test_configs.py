@@ -42,14 +42,14 @@ def test_preset_lookup_by_class():
     "field, value, message",
     [
         ("hidden_size", 100, "divisible by `num_heads`"),
-        ("num_layers", 0, "`num_layers` must be a positive integer"),
-        ("vocab_size", -5, "`vocab_size` must be a positive integer"),
-        ("max_sequence_length", 2.5, "`max_sequence_length` must be a positive integer"),
+        ("num_layers", 0, r"`num_layers` must be an integer in \[1, 1024\]"),
+        ("vocab_size", -5, r"`vocab_size` must be an integer in \[1, 16777216\]"),
+        ("max_sequence_length", 2.5, r"`max_sequence_length` must be an integer in \[1, 1048576\]"),
         ("dropout_rate", 1.0, r"`dropout_rate` must be a number in \[0, 1\)"),
         ("hidden_activation", "swish", "`hidden_activation` must be one of"),
-        ("layer_norm_epsilon", 0.0, "`layer_norm_epsilon` must be positive"),
+        ("layer_norm_epsilon", 0.0, "`layer_norm_epsilon` must be a positive finite number"),
         ("pad_token_id", 30522, r"`pad_token_id` must be an id in \[0, 30522\)"),
-        ("type_vocab_size", 0, "`type_vocab_size` must be a positive integer"),
+        ("type_vocab_size", 0, r"`type_vocab_size` must be an integer in \[1, 65536\]"),
     ],
 )
 def test_invalid_configs(field, value, message):
