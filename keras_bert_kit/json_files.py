@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -30,19 +31,67 @@ class _RefusedNumber(Exception):
 
 
 def _refuse_constant(name):
-    raise _RefusedNumber(f"{name} is not a JSON number")
+    raise _RefusedNumber
 
 
 def _finite_float(text):
     value = float(text)
     if not math.isfinite(value):
-        shown = text if len(text) <= 30 else text[:27] + "..."
-        raise _RefusedNumber(f"the number {shown} is too large for a float")
+        raise _RefusedNumber
     return value
+
+
+def _not_finite(token):
+    unsigned = token.lstrip("-")
+    if unsigned in ("NaN", "Infinity"):
+        return True
+    # An integer token is an int, never a float, however long.
+    return not unsigned.isdigit() and not math.isfinite(float(token))
+
+
+def _too_many_digits(token):
+    return token.lstrip("-").isdigit() and len(token.lstrip("-")) > sys.get_int_max_str_digits()
+
+
+# A string (whole, so that nothing inside one is taken for a number), and
+# whether a colon follows (a key); or a number or JSON-like constant.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"(\s*:)?|(-?(?:Infinity|NaN|[0-9][0-9.eE+-]*))')
+
+
+def _locate(data, bad):
+    """(offset, key) of the first number token `bad(token)` refuses; key: the object
+    key it is the value of, or None (in an array, or not found).
+
+    Only called after the decoder refused such a token, so everything before it
+    is valid JSON and tokenizes as the decoder read it.
+    """
+    key, key_end = None, None
+    for match in _TOKEN.finditer(data):
+        number = match.group(2)
+        if number is None:
+            if match.group(1):
+                key, key_end = match.group(0)[: -len(match.group(1))], match.end()
+            continue
+        if bad(number):
+            direct = key_end is not None and not data[key_end:match.start()].strip()
+            return match.start(), (json.loads(key) if direct else None)
+    return None, None
 
 
 def _where(source, line):
     return source if line is None else f"{source}:{line}"
+
+
+def _refusal(data, source, line, bad, problem):
+    """The message for the first token `bad` refuses: "source:line: the value of 'key'
+    at column 9 <problem>" (what is known of the place)."""
+    offset, key = _locate(data, bad)
+    if offset is None:
+        return f"{_where(source, line)}: a number {problem}"
+    at = _where(source, (line or 1) + data.count("\n", 0, offset))
+    column = offset - data.rfind("\n", 0, offset)
+    subject = f"the value of {describe(key)}" if key is not None else "a number"
+    return f"{at}: {subject} at column {column} {problem}"
 
 
 def parse_json(data: bytes | str, source: str, error_type: type[Exception],
@@ -55,10 +104,9 @@ def parse_json(data: bytes | str, source: str, error_type: type[Exception],
         error_type: the exception class raised for any problem (a ValueError
             subclass, or ValueError).
         line: the line of `source` that `data` starts on, when it is one
-            record of a line-oriented file (JSON Lines): messages then start
-            "source:line:", as the dataset loaders' do. When None, syntax
-            errors still say "source:line:" with the line inside `data`, and
-            problems without a position say "source:".
+            record of a line-oriented file (JSON Lines). Messages start
+            "source:line:" where the line is known (counted from `line`, or
+            from 1 within `data`), and "source:" where it is not.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data)
@@ -67,25 +115,24 @@ def parse_json(data: bytes | str, source: str, error_type: type[Exception],
         except UnicodeDecodeError as e:
             at = _where(source, (line or 1) + data.count(b"\n", 0, e.start))
             raise error_type(f"{at}: not valid UTF-8 (at byte {e.start}: {e.reason}).") from None
-    where = _where(source, line)
     try:
         return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         at = _where(source, (line or 1) + e.lineno - 1)
         raise error_type(f"{at}: invalid JSON at column {e.colno}: {e.msg}.") from None
-    except _RefusedNumber as e:
-        raise error_type(f"{where}: {e}; JSON has no NaN or infinities.") from None
+    except _RefusedNumber:
+        problem = "is NaN or infinite (or too large for a float); JSON numbers are finite."
+        raise error_type(_refusal(data, source, line, _not_finite, problem)) from None
     except RecursionError:
         raise error_type(
-            f"{where}: JSON nested too deeply (arrays or objects inside one another "
-            f"{sys.getrecursionlimit()} or more levels down)."
+            f"{_where(source, line)}: JSON nested too deeply (more than about "
+            f"{sys.getrecursionlimit()} arrays or objects inside one another)."
         ) from None
     except ValueError:
         # The only other ValueError json.loads raises on a str: an integer literal
-        # longer than int() converts (sys.get_int_max_str_digits()).
-        raise error_type(
-            f"{where}: an integer has more than {sys.get_int_max_str_digits()} digits."
-        ) from None
+        # longer than int() converts.
+        problem = f"has more than {sys.get_int_max_str_digits()} digits."
+        raise error_type(_refusal(data, source, line, _too_many_digits, problem)) from None
 
 
 def read_json(path: str | os.PathLike, error_type: type[Exception], max_bytes: int, what: str):
@@ -130,7 +177,7 @@ def describe(value, limit: int = 60) -> str:
     if isinstance(value, str):
         return f"{value[:limit - 3]!r}... ({len(value)} characters)"
     if isinstance(value, list):
-        return f"an array of {len(value)} values"
+        return f"an array of {len(value)} value{'' if len(value) == 1 else 's'}"
     if isinstance(value, dict):
-        return f"an object of {len(value)} keys"
+        return f"an object of {len(value)} key{'' if len(value) == 1 else 's'}"
     return f"a {type(value).__name__}"

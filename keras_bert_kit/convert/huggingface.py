@@ -285,7 +285,7 @@ def _check_tied_decoder(state, names, prefix, display, source):
     stored = state.get(f"{decoder}.weight")
     if stored is not None and embeddings is not None:
         if stored.shape != embeddings.shape or not np.array_equal(stored, embeddings):
-            raise ValueError(
+            raise CheckpointFormatError(
                 f"{source}: {display(decoder + '.weight')} differs from the word embeddings, but "
                 "our masked-LM head ties its projection to them (untied decoders are not "
                 "supported)."
@@ -295,7 +295,7 @@ def _check_tied_decoder(state, names, prefix, display, source):
     bias = state.get(names["mlm_bias"])
     if stored_bias is not None and bias is not None:
         if not np.array_equal(stored_bias, bias):
-            raise ValueError(
+            raise CheckpointFormatError(
                 f"{source}: {display(decoder + '.bias')} differs from "
                 f"{display(names['mlm_bias'])}; transformers ties the two."
             )
@@ -304,7 +304,7 @@ def _check_tied_decoder(state, names, prefix, display, source):
 
 
 def _missing_tensors(source, missing, model_name, display=str):
-    return ValueError(
+    return CheckpointFormatError(
         f"{source} lacks {len(missing)} tensor(s) that {model_name} needs: "
         + ", ".join(display(name) for name in missing)
     )
