@@ -21,6 +21,12 @@ from tests.conftest import tiny_bert_config, tiny_distilbert_config
 from tests.isolation import assert_raises, run_cases
 
 
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Tiny models are only built and exported here: skip the per-test Keras reset (0.2 s)."""
+    yield
+
+
 def _export(model, path, tokenizer=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no tokenizer: a warning we do not test here
