@@ -86,8 +86,7 @@ def test_invalid_configs(field, value, message):
 
 def test_a_config_cannot_describe_an_absurdly_large_model():
     # Every size is within its bound, the whole is not: refused before anything is built.
-    with pytest.raises(ValueError, match=r"model of 68,719,476,736 parameters|"
-                                         r"more than the 8,589,934,592 allowed"):
+    with pytest.raises(ValueError, match="parameters, more than the 8,589,934,592 allowed"):
         kbk.BertConfig(vocab_size=2**24, hidden_size=2**12, num_heads=16, num_layers=1)
     largest = kbk.BertConfig(vocab_size=250_002, hidden_size=2560, num_heads=40, num_layers=48,
                              max_sequence_length=8192)
@@ -110,7 +109,7 @@ def test_from_json_refuses_what_is_not_a_config(tmp_path):
         path.write_text(text)
         with pytest.raises(CheckpointFormatError, match=fragment):
             kbk.BertConfig.from_json(path)
-    with pytest.raises(CheckpointFormatError, match="the BertConfig JSON text: .*Infinity|infinite"):
+    with pytest.raises(CheckpointFormatError, match="the BertConfig JSON text:.* is NaN or inf"):
         kbk.BertConfig.from_json('{"initializer_range": Infinity}')
 
 

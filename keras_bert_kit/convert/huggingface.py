@@ -36,9 +36,9 @@ from keras_bert_kit.convert.hf_config import (
     read_hf_json,
 )
 from keras_bert_kit.convert.tensor_files import read_model_weights, write_safetensors
+from keras_bert_kit.convert.weights import TensorLink, export_links, load_links
 from keras_bert_kit.errors import CheckpointFormatError
 from keras_bert_kit.json_files import describe
-from keras_bert_kit.convert.weights import TensorLink, export_links, load_links
 from keras_bert_kit.models import (
     BertEncoder,
     BertPretrainer,
@@ -604,9 +604,9 @@ def _staging_directory(path):
     mkdtemp gives it an unpredictable name and mode 0o700; it takes the mode a
     plain `mkdir` would give (the umask's), as it may become `path` itself.
     """
-    parent = os.path.dirname(os.path.abspath(path))
+    parent, name = os.path.split(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
     probe = os.path.join(staging, "mode")
     os.mkdir(probe)
     os.chmod(staging, stat.S_IMODE(os.stat(probe).st_mode))
@@ -630,10 +630,9 @@ def _move_into_place(staging, path):
                 raise
     names = sorted(os.listdir(staging))
     for name in names:
-        if os.path.isdir(os.path.join(path, name)) and not os.path.islink(
-            os.path.join(path, name)
-        ):
-            raise IsADirectoryError(f"{os.path.join(path, name)} is a directory; not replacing it.")
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise IsADirectoryError(f"{target} is a directory; not replacing it with a file.")
     for name in names:
         os.replace(os.path.join(staging, name), os.path.join(path, name))
 

@@ -118,7 +118,8 @@ def _encode_labels(raw, label_names, path, column, kind):
             number = as_integer(value)
             if number is None:
                 raise ValueError(
-                    f"{where(line)}: unknown label {describe(value)}; label_names are {list(label_names)}."
+                    f"{where(line)}: unknown label {describe(value)}; label_names are "
+                    f"{list(label_names)}."
                 )
             if not 0 <= number < len(label_names):
                 raise ValueError(
@@ -134,8 +135,8 @@ def _encode_labels(raw, label_names, path, column, kind):
         for (line, value), number in zip(raw, numbers):
             if number < 0:
                 raise ValueError(
-                    f"{where(line)}: label {describe(value)} is negative; integer labels are ids >= 0 "
-                    "(or pass label_names)."
+                    f"{where(line)}: label {describe(value)} is negative; integer labels are ids "
+                    ">= 0 (or pass label_names)."
                 )
             if number > _MAX_IMPLICIT_ID:
                 raise ValueError(
@@ -171,7 +172,8 @@ def _label_value(value, path, line, column, kind):
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return value
     raise ValueError(
-        f"{path}:{line}: label {kind} {column!r} must be a name or an integer id, got {describe(value)}."
+        f"{path}:{line}: label {kind} {column!r} must be a name or an integer id, got "
+        f"{describe(value)}."
     )
 
 
