@@ -164,7 +164,7 @@ def fields_from_hf(config_class: type[EncoderConfig], hf: dict[str, Any], path: 
     links, fixed_keys = _TABLES[config_class]
     for key in fixed_keys:
         value = hf.get(key.hf, key.value)
-        # `is not` first: 0 == False and 1 == True, and JSON's types must match too.
+        # The JSON type must match too: in Python, 0 == False and 1 == True.
         if key.unsupported is not None and (type(value) is not type(key.value)
                                             or value != key.value):
             raise CheckpointFormatError(
