@@ -9,8 +9,10 @@ message that names the file (and the line where known):
     read_json(path, CheckpointFormatError, 16 * MB, "Hugging Face config")
     parse_json(line_text, path, ValueError, line=12)   # a JSON Lines record
 
-Messages never quote the document, only positions, so they stay short however
-large or strange the input.
+Messages quote at most a key name (shortened), with line and column, so they
+stay short and one line however large or strange the input. `describe(value)`
+renders a decoded value for a message the same way: its repr when it is a short
+scalar (`is_short_scalar`), else what it is ("an array of 3 values").
 """
 
 from __future__ import annotations
