@@ -13,12 +13,69 @@ import json
 import os
 from typing import Any, ClassVar
 
-from keras_bert_kit.validation import check_choice, check_int, check_number
+from keras_bert_kit.errors import CheckpointFormatError
+from keras_bert_kit.json_files import MB, describe, is_short_scalar, parse_json, read_json
+from keras_bert_kit.validation import check_choice, check_int, check_number, is_int
 
 # Activation names accepted by the encoders. "gelu" is the exact (erf) GELU of
 # the original BERT and Hugging Face; "gelu_approximate" is the tanh form used by
 # keras-hub's BertBackbone, Model Garden and HF's "gelu_new".
 ACTIVATIONS = ("gelu", "gelu_approximate", "relu")
+
+# Upper bounds on the size fields. A config is often read from a downloaded
+# config.json, and building a model allocates what it asks for, so a few bytes
+# of JSON could otherwise request terabytes or hang building layers. Every bound
+# is far above any published BERT-family model: vocabularies reach ~250k
+# (multilingual encoders), hidden sizes 2560 with 48 layers and feed-forward
+# 10240 (Megatron-BERT 3.9B), 8192 positions (long-context BERTs), and segment
+# types are a handful at most.
+MAX_SIZES = {
+    "vocab_size": 2**24,
+    "hidden_size": 2**16,
+    "num_layers": 1024,
+    "num_heads": 2**16,
+    "intermediate_size": 2**18,
+    "max_sequence_length": 2**20,
+    "type_vocab_size": 2**16,
+}
+# Each size can be within bounds while their product is not: the whole model
+# is bounded too (2**33 ~ 8.6e9 weights, 34 GB in float32: over twice the
+# largest published BERT-family encoder, Megatron-BERT's 3.9e9).
+MAX_PARAMETERS = 2**33
+_SIZE_HINT = "a bound far above any published BERT-family model"
+# A config.json is a few hundred bytes; anything near this is not one.
+CONFIG_FILE_MAX_BYTES = 16 * MB
+_RATES = ("dropout_rate", "attention_dropout_rate")
+_POSITIVE_FLOATS = ("layer_norm_epsilon", "initializer_range")
+_KINDS = {"hidden_activation": "a string", "pad_token_id": "an integer",
+          **{name: "an integer" for name in MAX_SIZES}}
+
+
+def check_field(name: str, value: Any, label: str | None = None) -> Any:
+    """`value` if it is valid for the config field `name` on its own, else a ValueError.
+
+    Checks type and range (bounds between fields, such as `pad_token_id` below
+    `vocab_size`, are the config's). `label` is the name the message shows,
+    e.g. the Hugging Face key the value was read from; default: `name`.
+    """
+    label = label or name
+    if not is_short_scalar(value):
+        # A container, a long string or a huge integer (from a crafted file, say):
+        # named by what it is, as repr could be megabytes long or overflow.
+        kind = _KINDS.get(name, "a number")
+        raise ValueError(f"`{label}` must be {kind}; got {describe(value)}.")
+    if name in MAX_SIZES:
+        return check_int(label, value, 1, MAX_SIZES[name], hint=_SIZE_HINT)
+    if name in _RATES:
+        return check_number(label, value, 0.0, 1.0, include_maximum=False)
+    if name in _POSITIVE_FLOATS:
+        return check_number(label, value, 0.0, include_minimum=False, finite=True)
+    if name == "hidden_activation":
+        return check_choice(label, value, ACTIVATIONS)
+    if name == "pad_token_id":
+        return check_int(label, value, minimum=0, noun="id")
+    raise ValueError(f"Unknown config field {name!r}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
@@ -41,38 +98,38 @@ class EncoderConfig:
     model_type: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        if self.intermediate_size is None:
+        if self.intermediate_size is None and is_int(self.hidden_size):
             object.__setattr__(self, "intermediate_size", 4 * self.hidden_size)
         self.validate()
 
     def validate(self) -> None:
-        for name in (
-            "vocab_size",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "intermediate_size",
-            "max_sequence_length",
-        ):
-            check_int(name, getattr(self, name), minimum=1)
+        for field in dataclasses.fields(self):
+            check_field(field.name, getattr(self, field.name))
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be divisible by "
                 f"`num_heads` ({self.num_heads})."
             )
-        check_choice("hidden_activation", self.hidden_activation, ACTIVATIONS)
-        for name in ("dropout_rate", "attention_dropout_rate"):
-            check_number(name, getattr(self, name), 0.0, 1.0, include_maximum=False)
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(
-                f"`layer_norm_epsilon` must be positive; got {self.layer_norm_epsilon!r}."
-            )
-        if not self.initializer_range > 0:
-            raise ValueError(
-                f"`initializer_range` must be positive; got {self.initializer_range!r}."
-            )
         check_int("pad_token_id", self.pad_token_id, 0, self.vocab_size, include_maximum=False,
                   noun="id")
+        parameters = self.parameter_count()
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"This config describes a model of {parameters:,} parameters, more than the "
+                f"{MAX_PARAMETERS:,} allowed (over twice the largest published BERT-family "
+                "encoder); check vocab_size, hidden_size, intermediate_size and num_layers."
+            )
+
+    def parameter_count(self) -> int:
+        """The encoder's number of weights (as Python ints: no overflow, nothing allocated)."""
+        hidden, inner = self.hidden_size, self.intermediate_size
+        embeddings = (self.vocab_size + self.max_sequence_length
+                      + getattr(self, "type_vocab_size", 0)) * hidden + 2 * hidden
+        # Fused q/k/v and the attention output: 4 (h x h + h); two norms: 4h;
+        # the feed-forward: h x i + i + i x h + h.
+        layer = 4 * (hidden * hidden + hidden) + 4 * hidden + 2 * hidden * inner + inner + hidden
+        pooler = hidden * hidden + hidden if self.model_type == "bert" else 0
+        return embeddings + self.num_layers * layer + pooler
 
     @property
     def head_size(self) -> int:
@@ -113,15 +170,16 @@ class EncoderConfig:
     def from_json(cls, path_or_text: str | os.PathLike):
         """Reads a config written by `to_json` (a file path or the JSON text)."""
         text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
-            with open(path_or_text, encoding="utf-8") as f:
-                text = f.read()
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"Not a valid {cls.__name__} JSON document: {e}") from e
+        if text.lstrip().startswith("{"):
+            source = f"the {cls.__name__} JSON text"
+            values = parse_json(text, source, CheckpointFormatError)
+        else:
+            source = os.fspath(path_or_text)
+            values = read_json(source, CheckpointFormatError, CONFIG_FILE_MAX_BYTES,
+                               cls.__name__)
         if not isinstance(values, dict):
-            raise ValueError(f"A {cls.__name__} JSON document must be an object.")
+            raise CheckpointFormatError(f"{source}: a {cls.__name__} JSON document must be an "
+                                        "object.")
         return cls.from_dict(values)
 
     # -- presets ---------------------------------------------------------------
@@ -170,10 +228,6 @@ class BertConfig(EncoderConfig):
     type_vocab_size: int = 2
 
     model_type: ClassVar[str] = "bert"
-
-    def validate(self) -> None:
-        super().validate()
-        check_int("type_vocab_size", self.type_vocab_size, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,14 @@ import transformers
 
 import keras_bert_kit as kbk
 from keras_bert_kit.convert.hf_config import config_from_huggingface, config_to_huggingface
+from keras_bert_kit.errors import CheckpointFormatError
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    """Configs only, no Keras: skip the conftest's per-test Keras reset (0.2 s a test)."""
+    yield
+
 
 EXPECTED_PRESETS = {
     "bert_tiny": (2, 128, 2),
@@ -42,19 +50,67 @@ def test_preset_lookup_by_class():
     "field, value, message",
     [
         ("hidden_size", 100, "divisible by `num_heads`"),
-        ("num_layers", 0, "`num_layers` must be a positive integer"),
-        ("vocab_size", -5, "`vocab_size` must be a positive integer"),
-        ("max_sequence_length", 2.5, "`max_sequence_length` must be a positive integer"),
+        ("num_layers", 0, r"`num_layers` must be an integer in \[1, 1024\]"),
+        ("vocab_size", -5, r"`vocab_size` must be an integer in \[1, 16777216\]"),
+        ("max_sequence_length", 2.5, r"`max_sequence_length` must be an integer in \[1, 1048576\]"),
         ("dropout_rate", 1.0, r"`dropout_rate` must be a number in \[0, 1\)"),
         ("hidden_activation", "swish", "`hidden_activation` must be one of"),
-        ("layer_norm_epsilon", 0.0, "`layer_norm_epsilon` must be positive"),
+        ("layer_norm_epsilon", 0.0, "`layer_norm_epsilon` must be a positive finite number"),
         ("pad_token_id", 30522, r"`pad_token_id` must be an id in \[0, 30522\)"),
-        ("type_vocab_size", 0, "`type_vocab_size` must be a positive integer"),
+        ("type_vocab_size", 0, r"`type_vocab_size` must be an integer in \[1, 65536\]"),
+        ("layer_norm_epsilon", float("inf"), "`layer_norm_epsilon` must be a positive finite"),
+        ("layer_norm_epsilon", float("nan"), "`layer_norm_epsilon` must be a positive finite"),
+        ("initializer_range", float("inf"), "`initializer_range` must be a positive finite"),
+        ("initializer_range", float("nan"), "`initializer_range` must be a positive finite"),
+        ("initializer_range", -0.02, "`initializer_range` must be a positive finite"),
+        ("initializer_range", 0, "`initializer_range` must be a positive finite"),
+        ("dropout_rate", float("nan"), r"`dropout_rate` must be a number in \[0, 1\)"),
+        ("vocab_size", 2**27, r"`vocab_size` must be an integer in \[1, 16777216\] \(a bound"),
+        ("num_layers", 100_000, r"`num_layers` must be an integer in \[1, 1024\]"),
+        ("hidden_size", 2**17, r"`hidden_size` must be an integer in \[1, 65536\]"),
+        ("intermediate_size", 2**19, r"`intermediate_size` must be an integer in \[1, 262144\]"),
+        ("max_sequence_length", 2**21, r"`max_sequence_length` must be an integer in \[1, 1048576"),
+        ("num_heads", True, r"`num_heads` must be an integer in \[1, 65536\]"),
+        ("vocab_size", "30522", r"`vocab_size` must be an integer in \[1, 16777216\]"),
+        ("pad_token_id", -1, "`pad_token_id` must be an id >= 0"),
+        ("hidden_activation", ["gelu"], "`hidden_activation` must be a string; got an array of 1"),
+        ("vocab_size", [0] * 10**6, "`vocab_size` must be an integer; got an array of 1000000 "),
+        pytest.param("hidden_size", 10**5000, "`hidden_size` must be an integer; got an integer "
+                     "of about 5001", id="hidden_size-5001-digits"),
     ],
 )
 def test_invalid_configs(field, value, message):
     with pytest.raises(ValueError, match=message):
         kbk.BertConfig(**{field: value})
+
+
+def test_a_config_cannot_describe_an_absurdly_large_model():
+    # Every size is within its bound, the whole is not: refused before anything is built.
+    with pytest.raises(ValueError, match="parameters, more than the 8,589,934,592 allowed"):
+        kbk.BertConfig(vocab_size=2**24, hidden_size=2**12, num_heads=16, num_layers=1)
+    largest = kbk.BertConfig(vocab_size=250_002, hidden_size=2560, num_heads=40, num_layers=48,
+                             max_sequence_length=8192)
+    assert largest.parameter_count() < 2**33
+
+
+@pytest.mark.parametrize("name", ["bert_tiny", "bert_base", "bert_large", "distilbert_base"])
+def test_parameter_count_is_the_encoders(name):
+    config = kbk.config_from_preset(name)
+    expected = {"bert_tiny": 4_385_920, "bert_base": 109_482_240, "bert_large": 335_141_888,
+                "distilbert_base": 66_362_880}
+    assert config.parameter_count() == expected[name]
+
+
+def test_from_json_refuses_what_is_not_a_config(tmp_path):
+    path = tmp_path / "config.json"
+    for text, fragment in [("[1]", "must be an object"), ('{"vocab_size": NaN}', "is NaN"),
+                           ('{"a": ' * 100_000, "nested too deeply"),
+                           ('{"layer_norm_epsilon": 1e400}', "'layer_norm_epsilon' at column")]:
+        path.write_text(text)
+        with pytest.raises(CheckpointFormatError, match=fragment):
+            kbk.BertConfig.from_json(path)
+    with pytest.raises(CheckpointFormatError, match="the BertConfig JSON text:.* is NaN or inf"):
+        kbk.BertConfig.from_json('{"initializer_range": Infinity}')
 
 
 def test_intermediate_size_defaults_to_four_times_hidden():

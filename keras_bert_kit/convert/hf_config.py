@@ -8,11 +8,18 @@ the other, as the weight tables in `weights` are read.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, NamedTuple
 
-from keras_bert_kit.configs import BertConfig, DistilBertConfig, EncoderConfig
+from keras_bert_kit.configs import (
+    CONFIG_FILE_MAX_BYTES,
+    BertConfig,
+    DistilBertConfig,
+    EncoderConfig,
+    check_field,
+)
+from keras_bert_kit.errors import CheckpointFormatError
+from keras_bert_kit.json_files import describe, read_json
 
 _REQUIRED = object()
 
@@ -111,13 +118,25 @@ _TABLES = {
 _CLASSES = {config_class.model_type: config_class for config_class in _TABLES}
 
 
-def _from_hf_activation(name: str, path: str) -> str:
-    if name not in _FROM_HF_ACTIVATIONS:
-        raise ValueError(
-            f"{path}: activation {name!r} is not supported; "
+def _from_hf_activation(name, path: str, key: str) -> str:
+    if not isinstance(name, str) or name not in _FROM_HF_ACTIVATIONS:
+        raise CheckpointFormatError(
+            f"{path}: {key}={describe(name)} is not a supported activation; "
             f"supported: {sorted(_FROM_HF_ACTIVATIONS)}."
         )
     return _FROM_HF_ACTIVATIONS[name]
+
+
+def read_hf_json(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in `path` (a config.json or tokenizer_config.json), size-capped.
+
+    Anything but a JSON object of at most `CONFIG_FILE_MAX_BYTES` is a
+    `CheckpointFormatError` naming the file.
+    """
+    hf = read_json(path, CheckpointFormatError, CONFIG_FILE_MAX_BYTES, what)
+    if not isinstance(hf, dict):
+        raise CheckpointFormatError(f"{path} must hold a JSON object; it holds {describe(hf)}.")
+    return hf
 
 
 def read_hf_config(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
@@ -127,44 +146,65 @@ def read_hf_config(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
         path = os.path.join(path, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"No Hugging Face config at {path}.")
-    with open(path, encoding="utf-8") as f:
-        try:
-            hf = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(hf, dict):
-        raise ValueError(f"{path} must hold a JSON object.")
-    return path, hf
+    return path, read_hf_json(path, "Hugging Face config")
+
+
+def hf_key(config_class: type[EncoderConfig], field: str) -> str:
+    """The Hugging Face config key holding our `field` (our name if HF stores none)."""
+    links, _ = _TABLES[config_class]
+    return next((link.hf for link in links if link.ours == field and link.hf), field)
 
 
 def fields_from_hf(config_class: type[EncoderConfig], hf: dict[str, Any], path: str):
-    """Our field values for `config_class` from the HF config object `hf` (read from `path`)."""
+    """Our field values for `config_class` from the HF config object `hf` (read from `path`).
+
+    Each value is checked on its own (type and range, named by its HF key);
+    a problem is a `CheckpointFormatError` naming `path` and the key.
+    """
     links, fixed_keys = _TABLES[config_class]
     for key in fixed_keys:
         value = hf.get(key.hf, key.value)
-        if key.unsupported is not None and value != key.value:
-            raise ValueError(f"{path}: {key.hf}={value!r} is not supported; {key.unsupported}.")
+        # The JSON type must match too: in Python, 0 == False and 1 == True.
+        if key.unsupported is not None and (type(value) is not type(key.value)
+                                            or value != key.value):
+            raise CheckpointFormatError(
+                f"{path}: {key.hf}={describe(value)} is not supported; {key.unsupported}."
+            )
     fields = {}
     for link in links:
         if link.hf is None:
             fields[link.ours] = link.default
             continue
         if link.hf not in hf and link.default is _REQUIRED:
-            raise ValueError(f"{path} lacks the key {link.hf!r}.")
+            raise CheckpointFormatError(f"{path} lacks the key {link.hf!r}.")
         value = hf.get(link.hf, link.default)
         if value is None and link.null_is_default:
             value = link.default
         if link.activation:
-            value = _from_hf_activation(value, path)
-        fields[link.ours] = value
+            value = _from_hf_activation(value, path, link.hf)
+        try:
+            fields[link.ours] = check_field(link.ours, value, label=link.hf)
+        except ValueError as e:
+            raise CheckpointFormatError(f"{path}: {e}") from None
     return fields
+
+
+def _model_type(hf: dict[str, Any], default: str, path: str) -> str:
+    model_type = hf.get("model_type", default)
+    if not isinstance(model_type, str):
+        raise CheckpointFormatError(
+            f"{path}: model_type must be a string; got {describe(model_type)}."
+        )
+    return model_type
 
 
 def config_from_huggingface(path: str | os.PathLike, config_class=None) -> EncoderConfig:
     """Our config from a Hugging Face `config.json` (a file or the directory holding it).
 
     The original BERT's `bert_config.json`, which has the same keys but no
-    `model_type`, reads as BERT.
+    `model_type`, reads as BERT. Every field is checked (type, range, and the
+    bounds of `configs.MAX_SIZES`) before anything uses it; a malformed file is
+    a `CheckpointFormatError` naming it and the key.
 
     Args:
         path: the file, or a directory holding `config.json`.
@@ -172,22 +212,32 @@ def config_from_huggingface(path: str | os.PathLike, config_class=None) -> Encod
             default: the one the file's `model_type` names.
     """
     path, hf = read_hf_config(path)
+    return config_from_hf_object(hf, path, config_class)
+
+
+def config_from_hf_object(hf: dict[str, Any], path: str, config_class=None) -> EncoderConfig:
+    """`config_from_huggingface` of a config already read: `hf` is the JSON object of `path`."""
     default_type = config_class.model_type if config_class is not None else "bert"
-    model_type = hf.get("model_type", default_type)
+    model_type = _model_type(hf, default_type, path)
     if config_class is None:
         config_class = _CLASSES.get(model_type)
         if config_class is None:
-            raise ValueError(
-                f"{path} describes model_type={model_type!r}; supported: {sorted(_CLASSES)}."
+            raise CheckpointFormatError(
+                f"{path} describes model_type={describe(model_type)}; supported: "
+                f"{sorted(_CLASSES)}."
             )
     elif model_type != config_class.model_type:
         hint = (f" Use {_CLASSES[model_type].__name__}.from_hf_config."
                 if model_type in _CLASSES else "")
-        raise ValueError(
-            f"{path} describes model_type={model_type!r}; {config_class.__name__} reads "
-            f"{config_class.model_type!r} configs.{hint}"
+        raise CheckpointFormatError(
+            f"{path} describes model_type={describe(model_type)}; {config_class.__name__} "
+            f"reads {config_class.model_type!r} configs.{hint}"
         )
-    return config_class(**fields_from_hf(config_class, hf, path))
+    fields = fields_from_hf(config_class, hf, path)
+    try:
+        return config_class(**fields)
+    except ValueError as e:  # what involves several fields: divisibility, model size
+        raise CheckpointFormatError(f"{path}: {e}") from None
 
 
 def config_to_huggingface(config: EncoderConfig) -> dict[str, Any]:

@@ -21,14 +21,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import stat
+import tempfile
 import warnings
 
 import numpy as np
 
-from keras_bert_kit.configs import BertConfig, DistilBertConfig
-from keras_bert_kit.convert.hf_config import config_from_huggingface, config_to_huggingface
+from keras_bert_kit.configs import BertConfig, DistilBertConfig, check_field
+from keras_bert_kit.convert.hf_config import (
+    config_from_hf_object,
+    config_to_huggingface,
+    hf_key,
+    read_hf_json,
+)
 from keras_bert_kit.convert.tensor_files import read_model_weights, write_safetensors
 from keras_bert_kit.convert.weights import TensorLink, export_links, load_links
+from keras_bert_kit.errors import CheckpointFormatError
+from keras_bert_kit.json_files import describe
 from keras_bert_kit.models import (
     BertEncoder,
     BertPretrainer,
@@ -112,6 +122,39 @@ _HF_NAMES = {
 }
 # Buffers that some checkpoints store and that carry no weights.
 _BUFFERS = re.compile(r"(^|\.)embeddings\.position_ids$")
+# Keys of `_HF_NAMES` that name heads, kept at the top level of a state dict.
+_HEAD_KEYS = ("mlm_transform", "mlm_norm", "mlm_bias", "mlm_decoder", "next_sentence")
+
+
+def _linear_shapes(out_size, in_size):
+    return {".weight": (out_size, in_size), ".bias": (out_size,)}
+
+
+_NORM_SHAPES = {".weight": ("hidden_size",), ".bias": ("hidden_size",)}
+# The shape of each tensor of `_HF_NAMES` (torch layout, [out, in]), by suffix,
+# in config fields (our names) or fixed sizes: `from_huggingface` checks a
+# checkpoint against its config with it before building any model, whose
+# variables would otherwise be allocated at whatever size the config asks.
+_HF_SHAPES = dict(
+    word_embeddings={"": ("vocab_size", "hidden_size")},
+    position_embeddings={"": ("max_sequence_length", "hidden_size")},
+    segment_embeddings={"": ("type_vocab_size", "hidden_size")},
+    embeddings_norm=_NORM_SHAPES,
+    query=_linear_shapes("hidden_size", "hidden_size"),
+    key=_linear_shapes("hidden_size", "hidden_size"),
+    value=_linear_shapes("hidden_size", "hidden_size"),
+    attention_output=_linear_shapes("hidden_size", "hidden_size"),
+    attention_norm=_NORM_SHAPES,
+    intermediate=_linear_shapes("intermediate_size", "hidden_size"),
+    output=_linear_shapes("hidden_size", "intermediate_size"),
+    output_norm=_NORM_SHAPES,
+    pooler=_linear_shapes("hidden_size", "hidden_size"),
+    mlm_transform=_linear_shapes("hidden_size", "hidden_size"),
+    mlm_norm=_NORM_SHAPES,
+    mlm_bias={"": ("vocab_size",)},
+    mlm_decoder=_linear_shapes("vocab_size", "hidden_size"),
+    next_sentence=_linear_shapes(2, "hidden_size"),
+)
 
 
 # -- the link table -------------------------------------------------------------------
@@ -242,7 +285,7 @@ def _check_tied_decoder(state, names, prefix, display, source):
     stored = state.get(f"{decoder}.weight")
     if stored is not None and embeddings is not None:
         if stored.shape != embeddings.shape or not np.array_equal(stored, embeddings):
-            raise ValueError(
+            raise CheckpointFormatError(
                 f"{source}: {display(decoder + '.weight')} differs from the word embeddings, but "
                 "our masked-LM head ties its projection to them (untied decoders are not "
                 "supported)."
@@ -252,12 +295,19 @@ def _check_tied_decoder(state, names, prefix, display, source):
     bias = state.get(names["mlm_bias"])
     if stored_bias is not None and bias is not None:
         if not np.array_equal(stored_bias, bias):
-            raise ValueError(
+            raise CheckpointFormatError(
                 f"{source}: {display(decoder + '.bias')} differs from "
                 f"{display(names['mlm_bias'])}; transformers ties the two."
             )
         used.append(f"{decoder}.bias")
     return used
+
+
+def _missing_tensors(source, missing, model_name, display=str):
+    return CheckpointFormatError(
+        f"{source} lacks {len(missing)} tensor(s) that {model_name} needs: "
+        + ", ".join(display(name) for name in missing)
+    )
 
 
 def load_state_dict(model, state, source, display=None):
@@ -293,10 +343,7 @@ def load_state_dict(model, state, source, display=None):
         else:
             missing += absent
     if missing:
-        raise ValueError(
-            f"{source} lacks {len(missing)} tensor(s) that {type(model).__name__} needs: "
-            + ", ".join(display(name) for name in missing)
-        )
+        raise _missing_tensors(source, missing, type(model).__name__, display)
     load_links(model, load, read=state.__getitem__, left_at_init=left_at_init)
 
     used = {name for link in load for name in link.sources}
@@ -320,35 +367,98 @@ def load_state_dict(model, state, source, display=None):
     return model
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-
-
 def _model_kind(hf_config, target, path):
     model_type = hf_config.get("model_type")
-    if model_type not in _CONFIGS:
-        raise ValueError(
-            f"{path}: model_type {model_type!r} is not supported; supported: "
+    if not isinstance(model_type, str) or model_type not in _CONFIGS:
+        raise CheckpointFormatError(
+            f"{path}: model_type {describe(model_type)} is not supported; supported: "
             f"{sorted(_CONFIGS)} (architectures {sorted(ARCHITECTURES)})."
         )
     if target is not None:
-        if target not in TARGETS:
-            raise ValueError(f"`target` must be one of {TARGETS} or None; got {target!r}.")
         return model_type, target
     architectures = hf_config.get("architectures") or []
+    if not isinstance(architectures, list) or not all(
+        isinstance(name, str) for name in architectures
+    ):
+        raise CheckpointFormatError(
+            f"{path}: architectures must be an array of names; got {describe(architectures)}."
+        )
     for architecture in architectures:
         if architecture in ARCHITECTURES:
             return ARCHITECTURES[architecture]
     if architectures:
-        raise ValueError(
-            f"{path}: architecture {architectures[0]!r} is not supported; supported: "
+        raise CheckpointFormatError(
+            f"{path}: architecture {describe(architectures[0])} is not supported; supported: "
             f"{sorted(ARCHITECTURES)}. To load just its encoder, pass target='encoder'."
         )
     return model_type, "encoder"  # Old configs name no architecture: the bare model.
+
+
+def _expected_shapes(config, prefix, target):
+    """{tensor name: shape as config fields} for what `target` loads, and the names it needs.
+
+    Needed: every encoder tensor but the pooler (which `BertForMaskedLM` lacks);
+    the heads' presence is left to `load_state_dict`, as their sizes are the
+    encoder's.
+    """
+    shapes, needed = {}, []
+    keys = [k for k in _HF_NAMES[config.model_type] if target == "pretrainer"
+            or k not in _HEAD_KEYS]
+    for key in keys:
+        template = _HF_NAMES[config.model_type][key]
+        template = template if key in _HEAD_KEYS else prefix + template
+        layers = range(config.num_layers) if "{i}" in template else [None]
+        for i in layers:
+            name = template.replace("{i}", str(i))
+            for suffix, dims in _HF_SHAPES[key].items():
+                shapes[name + suffix] = dims
+                if key not in _HEAD_KEYS and key != "pooler":
+                    needed.append(name + suffix)
+    return shapes, needed
+
+
+def _check_checkpoint_fits_config(config, state, target, config_path, weights_path):
+    """Raises unless `state` holds the tensors `config` describes, at their shapes.
+
+    Runs before any model is built, so that a config.json asking for a huge
+    model is refused by comparing sizes, not by allocating them. Messages are
+    one line naming the config key, its value and the tensor's shape.
+    """
+    model_type = config.model_type
+    config_class = type(config)
+    prefix = _base_prefix(state, model_type)
+    layer_root = re.escape(prefix + _HF_NAMES[model_type]["query"].split("{i}")[0])
+    # At most 9 digits: a crafted name's index is never converted into a huge int.
+    pattern = re.compile(layer_root + r"(0|[1-9][0-9]{0,8})\.")
+    present = {int(m.group(1)) for m in map(pattern.match, state) if m}
+    absent = [i for i in range(config.num_layers) if i not in present]
+    if absent:
+        held = (f"layers 0..{max(present)}" if present == set(range(max(present) + 1))
+                else f"{len(present)} layers") if present else "no layers"
+        raise CheckpointFormatError(
+            f"{config_path}: {hf_key(config_class, 'num_layers')}={config.num_layers}, but "
+            f"{weights_path} holds {held} (layer {absent[0]} is missing)."
+        )
+    shapes, needed = _expected_shapes(config, prefix, target)
+    missing = [name for name in needed if name not in state]
+    if missing:
+        model_name = _MODELS[(model_type, target)].__name__
+        raise _missing_tensors(weights_path, missing, model_name)
+    for name, dims in shapes.items():
+        if name not in state:
+            continue
+        expected = tuple(getattr(config, d) if isinstance(d, str) else d for d in dims)
+        shape = tuple(state[name].shape)
+        if shape == expected:
+            continue
+        fields = [d for d, n, e in zip(dims, shape, expected) if n != e and isinstance(d, str)]
+        if len(shape) != len(expected) or not fields:
+            fields = [d for d in dims if isinstance(d, str)]
+        settings = ", ".join(f"{hf_key(config_class, f)}={getattr(config, f)}" for f in fields)
+        raise CheckpointFormatError(
+            f"{config_path}: {settings} does not match the weights: {weights_path} holds "
+            f"{name} of shape {shape}, but the config implies {expected}."
+        )
 
 
 def from_huggingface(path, target=None, dtype=None):
@@ -382,13 +492,17 @@ def from_huggingface(path, target=None, dtype=None):
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path} is not a directory (a Hugging Face model directory).")
+    if target is not None and target not in TARGETS:
+        raise ValueError(f"`target` must be one of {TARGETS} or None; got {target!r}.")
     config_path = os.path.join(path, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{path} has no {CONFIG_FILE}.")
-    hf_config = _read_json(config_path)
+    hf_config = read_hf_json(config_path, "Hugging Face config")
     model_type, target = _model_kind(hf_config, target, config_path)
-    config = config_from_huggingface(config_path, _CONFIGS[model_type])
+    config = config_from_hf_object(hf_config, config_path, _CONFIGS[model_type])
     state, weights_path = read_model_weights(path)
+    state = {_normalize_name(name): value for name, value in state.items()}
+    _check_checkpoint_fits_config(config, state, target, config_path, weights_path)
 
     encoder_class = _MODELS[(model_type, "encoder")]
     encoder = encoder_class(config, dtype=dtype)
@@ -414,20 +528,35 @@ def preprocessor_from_huggingface(path, sequence_length=None, padding="max_lengt
         raise FileNotFoundError(
             f"{path} has no {VOCAB_FILE}; only WordPiece (BERT) tokenizers are supported."
         )
-    settings = {}
-    if os.path.isfile(os.path.join(path, TOKENIZER_CONFIG_FILE)):
-        settings = _read_json(os.path.join(path, TOKENIZER_CONFIG_FILE))
-    lowercase = bool(settings.get("do_lower_case", True))
-    tokenizer = BertTokenizer(
-        vocab_path, lowercase=lowercase, strip_accents=settings.get("strip_accents")
-    )
+    lowercase, strip_accents = True, None
+    settings_path = os.path.join(path, TOKENIZER_CONFIG_FILE)
+    if os.path.isfile(settings_path):
+        settings = read_hf_json(settings_path, "tokenizer config")
+        lowercase = _setting(settings, "do_lower_case", True, settings_path, (bool,))
+        strip_accents = _setting(settings, "strip_accents", None, settings_path,
+                                 (bool, type(None)))
+    tokenizer = BertTokenizer(vocab_path, lowercase=lowercase, strip_accents=strip_accents)
     if sequence_length is None:
         sequence_length = 512
-        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
-            sequence_length = _read_json(os.path.join(path, CONFIG_FILE)).get(
+        config_path = os.path.join(path, CONFIG_FILE)
+        if os.path.isfile(config_path):
+            positions = read_hf_json(config_path, "Hugging Face config").get(
                 "max_position_embeddings", sequence_length
             )
+            try:
+                sequence_length = check_field("max_sequence_length", positions,
+                                              label="max_position_embeddings")
+            except ValueError as e:
+                raise CheckpointFormatError(f"{config_path}: {e}") from None
     return BertPreprocessor(tokenizer, sequence_length=sequence_length, padding=padding)
+
+
+def _setting(settings, key, default, path, types):
+    value = settings.get(key, default)
+    if not isinstance(value, types):
+        kinds = " or ".join("null" if t is type(None) else "true/false" for t in types)
+        raise CheckpointFormatError(f"{path}: {key} must be {kinds}; got {describe(value)}.")
+    return value
 
 
 # -- export ---------------------------------------------------------------------------
@@ -439,13 +568,18 @@ def _write_json(values, path):
         f.write("\n")
 
 
-def _write_tokenizer(tokenizer, path, model_type, max_length):
-    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # A BertPreprocessor's.
-    if not isinstance(tokenizer, BertTokenizer):
+def _bert_tokenizer(tokenizer):
+    """The `BertTokenizer` of `tokenizer` (itself, or a BertPreprocessor's), or a ValueError."""
+    bert_tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    if not isinstance(bert_tokenizer, BertTokenizer):
         raise ValueError(
             f"`tokenizer` must be a BertTokenizer or BertPreprocessor; got "
             f"{type(tokenizer).__name__}."
         )
+    return bert_tokenizer
+
+
+def _write_tokenizer(tokenizer, path, model_type, max_length):
     tokenizer.save_vocabulary(os.path.join(path, VOCAB_FILE))
     special = dict(
         unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
@@ -464,6 +598,45 @@ def _write_tokenizer(tokenizer, path, model_type, max_length):
     _write_json(special, os.path.join(path, SPECIAL_TOKENS_FILE))
 
 
+def _staging_directory(path):
+    """A fresh, empty directory beside `path` (same file system, so moves are renames).
+
+    mkdtemp gives it an unpredictable name and mode 0o700; it takes the mode a
+    plain `mkdir` would give (the umask's), as it may become `path` itself.
+    """
+    parent, name = os.path.split(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=parent)
+    probe = os.path.join(staging, "mode")
+    os.mkdir(probe)
+    os.chmod(staging, stat.S_IMODE(os.stat(probe).st_mode))
+    os.rmdir(probe)
+    return staging
+
+
+def _move_into_place(staging, path):
+    """Moves the files of `staging` to the directory `path`.
+
+    A new `path` is `staging` renamed: it appears whole or not at all. Into an
+    existing directory each file is renamed over its old version, after
+    checking that none of them would land on a directory.
+    """
+    if not os.path.lexists(path):
+        try:
+            os.rename(staging, path)
+            return
+        except OSError:
+            if not os.path.isdir(path):  # Something else appeared at `path` meanwhile.
+                raise
+    names = sorted(os.listdir(staging))
+    for name in names:
+        target = os.path.join(path, name)
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise IsADirectoryError(f"{target} is a directory; not replacing it with a file.")
+    for name in names:
+        os.replace(os.path.join(staging, name), os.path.join(path, name))
+
+
 def to_huggingface(model, path, tokenizer=None):
     """Writes `model` as a Hugging Face directory that transformers' `from_pretrained` loads.
 
@@ -478,10 +651,16 @@ def to_huggingface(model, path, tokenizer=None):
     tokenizer, `vocab.txt`, `tokenizer_config.json` and
     `special_tokens_map.json`, so `AutoTokenizer` loads it too.
 
+    Every argument is checked before anything is written. The files are
+    written into a fresh temporary directory beside `path`, then moved in: a
+    new `path` appears complete (one rename); in an existing one each file is
+    replaced by a rename. A failure leaves no temporary files behind and an
+    existing directory as it was.
+
     Args:
         model: one of the four models above.
         path: the directory; created if needed. Existing files of the same
-            names are replaced.
+            names are replaced; other files are left alone.
         tokenizer: a `BertTokenizer` or `BertPreprocessor` whose vocabulary
             and casing to write; without one, no tokenizer files are written
             (with a warning).
@@ -497,20 +676,30 @@ def to_huggingface(model, path, tokenizer=None):
         )
     config = getattr(model, "encoder", model).config
     hf_config = config_to_huggingface(config)  # Raises for what transformers cannot express.
+    if tokenizer is not None:
+        tokenizer = _bert_tokenizer(tokenizer)
     path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path} exists and is not a directory.")
 
     tensors = {}
     for name, value in export_links(huggingface_links(model)):
         tensors[name] = np.ascontiguousarray(value, dtype=np.float32)
-    write_safetensors(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-    _write_json(
-        dict(hf_config, architectures=[architecture], torch_dtype="float32"),
-        os.path.join(path, CONFIG_FILE),
-    )
-    if tokenizer is not None:
-        _write_tokenizer(tokenizer, path, config.model_type, config.max_sequence_length)
-    else:
+    staging = _staging_directory(path)
+    try:
+        write_safetensors(
+            tensors, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"}
+        )
+        _write_json(
+            dict(hf_config, architectures=[architecture], torch_dtype="float32"),
+            os.path.join(staging, CONFIG_FILE),
+        )
+        if tokenizer is not None:
+            _write_tokenizer(tokenizer, staging, config.model_type, config.max_sequence_length)
+        _move_into_place(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # Gone already when renamed to `path`.
+    if tokenizer is None:
         warnings.warn(
             f"No tokenizer given: {path} has no vocab.txt, so transformers' AutoTokenizer "
             "cannot load it. Pass tokenizer= (a BertTokenizer or BertPreprocessor).",

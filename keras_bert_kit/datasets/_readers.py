@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import errno
 import io
-import json
+import math
 import os
 import re
+
+from keras_bert_kit.json_files import parse_json
 
 _BOM = b"\xef\xbb\xbf"
 INTEGER = re.compile(r"[+-]?[0-9]+")  # not \d: it also matches other scripts' digits
@@ -74,15 +76,28 @@ def check_label_names(label_names, label_column, argument="label_names"):
     return names
 
 
+# Digits of the longest id a string may spell. Longer strings of digits are
+# not converted (int() refuses beyond 4300 digits, and takes quadratic time
+# before that); they stand for a number beyond any id, so range checks refuse them.
+_MAX_ID_DIGITS = 18
+
+
 def as_integer(value):
-    """The integer a label stands for, or None when it is a name."""
+    """The integer a label stands for, or None when it is a name.
+
+    A string of more than 18 digits (after any leading zeros) is not converted:
+    it comes back as an infinity of its sign, which every id range refuses.
+    """
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
     if isinstance(value, str) and INTEGER.fullmatch(value):
+        if len(value.lstrip("+-").lstrip("0")) > _MAX_ID_DIGITS:
+            return -math.inf if value.startswith("-") else math.inf
         return int(value)
     return None
+
 
 
 def text_value(value, path, line, column, kind):
@@ -163,10 +178,7 @@ def read_jsonl(path, wanted):
     for line, content in enumerate(physical_lines(text), start=1):
         if not content.strip():
             continue
-        try:
-            record = json.loads(content)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line}: invalid JSON at column {e.colno}: {e.msg}.") from None
+        record = parse_json(content, path, ValueError, line=line)
         if not isinstance(record, dict):
             raise ValueError(
                 f"{path}:{line}: expected a JSON object ({{...}}), got a JSON "

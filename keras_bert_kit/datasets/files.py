@@ -37,6 +37,7 @@ from keras_bert_kit.datasets._readers import (
     text_value,
 )
 from keras_bert_kit.datasets.labeled import LabeledTexts
+from keras_bert_kit.json_files import describe
 
 # Integer labels without label_names become ids 0..max; a code like 40213 would
 # make 40,214 classes, which is never what was meant.
@@ -117,11 +118,12 @@ def _encode_labels(raw, label_names, path, column, kind):
             number = as_integer(value)
             if number is None:
                 raise ValueError(
-                    f"{where(line)}: unknown label {value!r}; label_names are {list(label_names)}."
+                    f"{where(line)}: unknown label {describe(value)}; label_names are "
+                    f"{list(label_names)}."
                 )
             if not 0 <= number < len(label_names):
                 raise ValueError(
-                    f"{where(line)}: label {value!r} is out of range for the "
+                    f"{where(line)}: label {describe(value)} is out of range for the "
                     f"{len(label_names)} label_names {list(label_names)} "
                     f"(ids 0..{len(label_names) - 1})."
                 )
@@ -133,12 +135,12 @@ def _encode_labels(raw, label_names, path, column, kind):
         for (line, value), number in zip(raw, numbers):
             if number < 0:
                 raise ValueError(
-                    f"{where(line)}: label {value!r} is negative; integer labels are ids >= 0 "
-                    "(or pass label_names)."
+                    f"{where(line)}: label {describe(value)} is negative; integer labels are ids "
+                    ">= 0 (or pass label_names)."
                 )
             if number > _MAX_IMPLICIT_ID:
                 raise ValueError(
-                    f"{where(line)}: label {value!r} is too large to be a class id "
+                    f"{where(line)}: label {describe(value)} is too large to be a class id "
                     f"(ids 0..{_MAX_IMPLICIT_ID} without label_names); use names or small ids."
                 )
         return numbers, tuple(str(i) for i in range(max(numbers) + 1))
@@ -146,7 +148,7 @@ def _encode_labels(raw, label_names, path, column, kind):
         if not isinstance(value, str):
             first = next(v for _, v in raw if isinstance(v, str))
             raise ValueError(
-                f"{where(line)}: label {value!r} is a number, but other labels are names "
+                f"{where(line)}: label {describe(value)} is a number, but other labels are names "
                 f"(e.g. {first!r}); use one kind."
             )
     names = tuple(sorted({value for _, value in raw}))
@@ -170,7 +172,8 @@ def _label_value(value, path, line, column, kind):
     if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
         return value
     raise ValueError(
-        f"{path}:{line}: label {kind} {column!r} must be a name or an integer id, got {value!r}."
+        f"{path}:{line}: label {kind} {column!r} must be a name or an integer id, got "
+        f"{describe(value)}."
     )
 
 

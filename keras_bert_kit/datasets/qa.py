@@ -25,7 +25,7 @@ import json
 import operator
 
 from keras_bert_kit.datasets._readers import (
-    INTEGER,
+    as_integer,
     json_type,
     read_csv,
     read_jsonl,
@@ -33,6 +33,7 @@ from keras_bert_kit.datasets._readers import (
     text_value,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.json_files import describe, parse_json
 from keras_bert_kit.validation import is_int
 
 
@@ -180,7 +181,7 @@ def _id_value(value, where):
         raise ValueError(f"{where} is empty.")
     raise ValueError(
         f"{where} must be a string or an integer, got a JSON {json_type(value)} "
-        f"{json.dumps(value) if value is None or isinstance(value, bool) else repr(value)}."
+        f"{json.dumps(value) if value is None or isinstance(value, bool) else describe(value)}."
     )
 
 
@@ -190,7 +191,7 @@ def _span(text, start, context, where, number):
     if not isinstance(text, str):
         raise ValueError(
             f"{where}: the text of {answer} must be a string, got a JSON {json_type(text)} "
-            f"{text!r}."
+            f"{describe(text)}."
         )
     if not text.strip():
         raise ValueError(f"{where}: the text of {answer} is empty.")
@@ -199,7 +200,7 @@ def _span(text, start, context, where, number):
     if not is_int(start) or start < 0:
         raise ValueError(
             f"{where}: the answer_start of {answer} must be a character offset (an integer "
-            f">= 0), got {start!r}."
+            f">= 0), got {describe(start)}."
         )
     problem = _answer_problem(context, text, start)
     if problem:
@@ -348,13 +349,14 @@ def load_qa_csv(path, question_column="question", context_column="context",
         text, start = row[answer_column], row[answer_start_column].strip()
         if not text.strip():
             raise ValueError(f"{path}:{line}: answer column {answer_column!r} is empty.")
-        if not INTEGER.fullmatch(start) or int(start) < 0:
+        offset = as_integer(start)  # +-inf for more digits than any offset has
+        if not is_int(offset) or offset < 0:
             raise ValueError(
                 f"{path}:{line}: answer start column {answer_start_column!r} must be a "
-                f"character offset (an integer >= 0), got {start!r}."
+                f"character offset (an integer >= 0), got {describe(start)}."
             )
         where = f"{path}:{line}: answer column {answer_column!r}"
-        answers.append((_span(text, int(start), context, where, None),))
+        answers.append((_span(text, offset, context, where, None),))
     return QAExamples(questions, contexts, answers, ids)
 
 
@@ -388,12 +390,7 @@ def load_squad_json(path) -> QAExamples:
     path, text = read_text(path)
     if not text.strip():
         raise ValueError(f"{path}:1: the file is empty; expected a SQuAD JSON object.")
-    try:
-        root = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"{path}:{e.lineno}: invalid JSON at column {e.colno}: {e.msg}."
-        ) from None
+    root = parse_json(text, path, ValueError)
     questions, contexts, ids, answers = [], [], [], []
     # Questions with and without answers: the first of each, for the all-or-none rule.
     first_with, first_without = None, None

@@ -39,6 +39,7 @@ from keras_bert_kit.datasets._readers import (
     read_text,
 )
 from keras_bert_kit.datasets.labeled import as_tuple, row_picker
+from keras_bert_kit.json_files import describe
 from keras_bert_kit.validation import is_int
 
 _DOCSTART = "-DOCSTART-"
@@ -145,8 +146,8 @@ def _json_value(value) -> str:
     kind = json_type(value)
     try:
         shown = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        shown = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        shown = describe(value)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"JSON {kind} {shown}"
@@ -174,7 +175,7 @@ def _tag(value, tag_names, where, at):
         number = as_integer(value)
         if number is None:
             raise ValueError(
-                f"{where}: the tag{at} must be a tag name or an integer id, got {value!r}."
+                f"{where}: the tag{at} must be a tag name or an integer id, got {describe(value)}."
             )
     else:
         raise ValueError(
@@ -183,12 +184,12 @@ def _tag(value, tag_names, where, at):
         )
     if tag_names is None:
         raise ValueError(
-            f"{where}: tag {value!r}{at} is an integer id, but no tag_names were given; "
+            f"{where}: tag {describe(value)}{at} is an integer id, but no tag_names were given; "
             "pass tag_names, the names of ids 0, 1, ... in order (e.g. ['O', 'B-PER', ...])."
         )
     if not 0 <= number < len(tag_names):
         raise ValueError(
-            f"{where}: tag {value!r}{at} is out of range for the {len(tag_names)} "
+            f"{where}: tag {describe(value)}{at} is out of range for the {len(tag_names)} "
             f"tag_names {list(tag_names)} (ids 0..{len(tag_names) - 1})."
         )
     return number
