@@ -158,14 +158,19 @@ def _shown(text: str, limit: int = 120) -> str:
 
 
 def _kind(value) -> str:
-    """A bounded description of an untrusted value: its type and size, never its repr."""
-    if isinstance(value, tuple):
-        return f"tuple of {len(value)} items"
-    if isinstance(value, (list, dict)):
-        return f"{type(value).__name__} of {len(value)} items"
+    """A bounded description of an untrusted value, article included: its type and size,
+    never its repr (a pickle's shared nested tuples repr to exponential length)."""
+    if isinstance(value, _Marker):
+        return f"the global {value.name}"
+    if isinstance(value, np.ndarray):
+        return "a built tensor"
+    name = "tuple" if isinstance(value, tuple) else type(value).__name__
+    article = "an" if name[0] in "aeiouAEIOU" else "a"
+    if isinstance(value, (tuple, list, dict)):
+        return f"{article} {name} of {len(value)} items"
     if isinstance(value, str):
-        return f"string of {len(value)} characters"
-    return type(value).__name__
+        return f"a string of {len(value)} characters"
+    return f"{article} {name}"
 
 
 def _checked_dims(dims, where: str, field: str) -> tuple[int, ...]:
@@ -175,7 +180,7 @@ def _checked_dims(dims, where: str, field: str) -> tuple[int, ...]:
     ):
         raise CheckpointFormatError(
             f"{where}: {field} must be a list of at most {_MAX_RANK} integers in "
-            f"[0, 2**63); got a {_kind(dims)}."
+            f"[0, 2**63); got {_kind(dims)}."
         )
     return tuple(dims)
 
@@ -210,7 +215,7 @@ def _safetensors_entries(path: str, header, body_size: int) -> list:
     """[(begin, end, name, dtype name, shape)] of a parsed header, checked, in file order."""
     if not isinstance(header, dict):
         raise CheckpointFormatError(
-            f"{path}: the safetensors header is a {_kind(header)}, not a JSON object."
+            f"{path}: the safetensors header is {_kind(header)}, not a JSON object."
         )
     metadata = header.get("__metadata__")
     if metadata is not None and not (
@@ -218,7 +223,7 @@ def _safetensors_entries(path: str, header, body_size: int) -> list:
         and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise CheckpointFormatError(
-            f"{path}: '__metadata__' must map strings to strings; got a {_kind(metadata)}."
+            f"{path}: '__metadata__' must map strings to strings; got {_kind(metadata)}."
         )
     entries = []
     for name, entry in header.items():
@@ -226,7 +231,7 @@ def _safetensors_entries(path: str, header, body_size: int) -> list:
             continue
         where = f"{path}: tensor {_quote(name)}"
         if not isinstance(entry, dict):
-            raise CheckpointFormatError(f"{where}: entry is a {_kind(entry)}, not an object.")
+            raise CheckpointFormatError(f"{where}: entry is {_kind(entry)}, not an object.")
         dtype_name = entry.get("dtype")
         if not isinstance(dtype_name, str) or dtype_name not in _SAFETENSORS_DTYPES:
             shown = _quote(dtype_name) if isinstance(dtype_name, str) else _kind(dtype_name)
@@ -242,7 +247,7 @@ def _safetensors_entries(path: str, header, body_size: int) -> list:
         ):
             raise CheckpointFormatError(
                 f"{where}: field 'data_offsets' must be [begin, end], two integers in "
-                f"[0, 2**64); got a {_kind(offsets)}."
+                f"[0, 2**64); got {_kind(offsets)}."
             )
         begin, end = offsets
         itemsize = np.dtype(_SAFETENSORS_DTYPES[dtype_name]).itemsize
@@ -413,16 +418,19 @@ def _tensor_view(storage, offset, size, stride, where: str) -> np.ndarray:
     """A copy of the view (`offset`, `size`, `stride`, in elements) of one storage."""
     if type(storage) is not _Storage:
         raise CheckpointFormatError(
-            f"{where}: a tensor is rebuilt from a {_kind(storage)}, not from one of the "
+            f"{where}: a tensor is rebuilt from {_kind(storage)}, not from one of the "
             "archive's storages."
         )
     size = _checked_dims(size, where, "a tensor's size")
     stride = _checked_dims(stride, where, "a tensor's stride")
-    if type(offset) is not int or not 0 <= offset <= storage.numel or len(size) != len(stride):
+    if type(offset) is not int or not 0 <= offset <= storage.numel:
+        shown = offset if type(offset) is int else _kind(offset)
         raise CheckpointFormatError(
-            f"{where}: a tensor's offset ({_kind(offset)}) lies outside its storage of "
-            f"{storage.numel} elements, or its size and stride differ in rank."
+            f"{where}: a tensor's offset ({shown}) lies outside its storage of "
+            f"{storage.numel} elements."
         )
+    if len(size) != len(stride):
+        raise CheckpointFormatError(f"{where}: a tensor's size and stride differ in rank.")
     itemsize = storage.dtype.itemsize
     count = _element_count(size, itemsize, where)
     if count == 0:
@@ -442,9 +450,9 @@ def _tensor_view(storage, offset, size, stride, where: str) -> np.ndarray:
         span = np.frombuffer(
             storage.data, storage.dtype, count=last - offset + 1, offset=offset * itemsize
         )
-        view = np.lib.stride_tricks.as_strided(
-            span, shape=size, strides=tuple(s * itemsize for s in stride), writeable=False
-        )
+        # A dimension of size 1 never steps, so its stride (unchecked, maybe huge) is moot.
+        strides = tuple(s * itemsize if n > 1 else 0 for n, s in zip(size, stride))
+        view = np.lib.stride_tricks.as_strided(span, shape=size, strides=strides, writeable=False)
     out = view.astype(storage.dtype.newbyteorder("="))
     return _bfloat16_to_float32(out) if storage.type_name == "BFloat16Storage" else out
 
@@ -570,11 +578,11 @@ class _StateDictUnpickler:
     def set_items(self, items: list):
         target = self.pop()
         if type(target) not in (dict, collections.OrderedDict) or len(items) % 2:
-            self.fail(f"SETITEM(S) on a {_kind(target)}, or an odd number of items.")
+            self.fail(f"SETITEM(S) on {_kind(target)}, or an odd number of items.")
         self.charge(16 * len(items))
         for key, value in zip(items[::2], items[1::2]):
             if type(key) is not str:
-                self.fail(f"a dict key is a {_kind(key)}, not a string.")
+                self.fail(f"a dict key is {_kind(key)}, not a string.")
             target[key] = value
         self.stack.append(target)
 
@@ -591,7 +599,7 @@ class _StateDictUnpickler:
             and pid[4] >= 0
         ):
             self.fail(
-                f"a persistent id is a {_kind(pid)}, not torch's ('storage', <storage type>, "
+                f"a persistent id is {_kind(pid)}, not torch's ('storage', <storage type>, "
                 "key, location, element count)."
             )
         _, storage_type, key, _, numel = pid
@@ -612,7 +620,7 @@ class _StateDictUnpickler:
 
     def reduce(self, function, args):
         if type(args) not in (tuple, _NestedTuple):
-            self.fail(f"REDUCE arguments are a {_kind(args)}, not a tuple.")
+            self.fail(f"REDUCE arguments are {_kind(args)}, not a tuple.")
         if function is _ORDERED_DICT and args == ():
             self.charge(256)
             return collections.OrderedDict()
@@ -622,14 +630,13 @@ class _StateDictUnpickler:
             return tensor
         if function is _REBUILD_PARAMETER and 1 <= len(args) <= 3 and type(args[0]) is np.ndarray:
             return args[0]
-        name = function.name if type(function) is _Marker else _kind(function)
-        self.fail(f"REDUCE of {name} with {_kind(args)} is not part of a state dict.")
+        self.fail(f"REDUCE of {_kind(function)} with {_kind(args)} is not part of a state dict.")
 
     def build(self):
         state, target = self.pop(), self.pop()
         # torch sets `_metadata` (module versions) on the state dict; nothing else has state.
         if type(target) is not collections.OrderedDict or type(state) is not dict:
-            self.fail(f"BUILD of a {_kind(target)} with a {_kind(state)}.")
+            self.fail(f"BUILD of {_kind(target)} with {_kind(state)}.")
         self.stack.append(target)
 
     def step(self, op: int) -> bool:
@@ -767,7 +774,7 @@ def read_pytorch_bin(path) -> dict[str, np.ndarray]:
         type(v) is np.ndarray for v in state.values()
     ):
         raise CheckpointFormatError(
-            f"{path}: expected a dict of named tensors (a state dict); got a {_kind(state)}."
+            f"{path}: expected a dict of named tensors (a state dict); got {_kind(state)}."
         )
     return dict(state)
 
