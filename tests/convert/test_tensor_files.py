@@ -30,6 +30,7 @@ def _torch_state(seed=0):
         "sliced": base[2:, 1:3],  # an offset into a shared storage
         "half": torch.randn(7, generator=generator).half(),
         "bf16": torch.randn(2, 3, generator=generator).bfloat16(),
+        "bf16_scalar": torch.tensor(1.5).bfloat16(),
         "ids": torch.arange(5, dtype=torch.int64)[None],
         "scalar": torch.tensor(2.5),
         "empty": torch.zeros(0, 3),
@@ -45,14 +46,29 @@ def _expected(state):
 def _assert_same(got, want):
     assert sorted(got) == sorted(want)
     for name in want:
+        assert type(got[name]) is np.ndarray, name
         assert got[name].dtype == want[name].dtype, name
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-def test_pytorch_bin_matches_torch_load(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_pytorch_bin_matches_torch_load(tmp_path, protocol):
     state = _torch_state()
-    torch.save(state, tmp_path / "w.bin")
+    state["tied"] = state["dense.weight"]  # one tensor under two names (the memo)
+    state["row"] = state["transposed"].t()[3]  # another view of a shared storage
+    # A size-1 dimension may have stride 0 (as `expand` leaves position_ids buffers).
+    state["broadcast_row"] = torch.arange(4.0).as_strided((1, 4), (0, 1))
+    torch.save(state, tmp_path / "w.bin", pickle_protocol=protocol)
     _assert_same(read_pytorch_bin(tmp_path / "w.bin"), _expected(state))
+
+
+def test_module_state_dict_with_its_metadata(tmp_path):
+    """`state_dict()` is an OrderedDict whose `_metadata` torch pickles through BUILD."""
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    torch.save(module.state_dict(), tmp_path / "w.bin")
+    got = read_pytorch_bin(tmp_path / "w.bin")
+    assert type(got) is dict
+    _assert_same(got, {k: v.detach().numpy() for k, v in module.state_dict().items()})
 
 
 def test_safetensors_written_by_the_reference_library(tmp_path):
