@@ -142,6 +142,26 @@ class SequenceClassifier(Task):
         }
 
 
+    def answers(self, features):
+        """The classifier's answers on id features, as tensors (graph or eager).
+
+        `features`: a preprocessor's dict of int32 `[batch, seq]` tensors.
+        Returns `logits` and `probabilities`, float32 `[batch, num_classes]`;
+        `label_id`, int32 `[batch]`; and `label`, string `[batch]`, when the
+        classifier has `label_names`. `text_function` and the exported
+        `predict_ids` signature both answer with it.
+        """
+        logits = tf.cast(self._call_on_features(features), tf.float32)
+        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        outputs = {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits),
+            "label_id": label_id,
+        }
+        if self.label_names is not None:
+            outputs["label"] = tf.gather(tf.constant(self.label_names), label_id)
+        return outputs
+
     def text_function(self, pairs=False):
         """A `tf.function` from raw texts to the classifier's answers, for serving and export.
 
@@ -162,19 +182,9 @@ class SequenceClassifier(Task):
         it once and call it many times (each call of `text_function` traces anew).
         """
         preprocessor = self._require_preprocessor()
-        label_names = None if self.label_names is None else tf.constant(self.label_names)
 
         def answers(x):
-            logits = tf.cast(self._call_on_features(preprocessor(x)), tf.float32)
-            label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            outputs = {
-                "logits": logits,
-                "probabilities": tf.nn.softmax(logits),
-                "label_id": label_id,
-            }
-            if label_names is not None:
-                outputs["label"] = tf.gather(label_names, label_id)
-            return outputs
+            return self.answers(preprocessor(x))
 
         if pairs:
             @tf.function(input_signature=self._text_specs("text", "text_pair"))

@@ -146,7 +146,21 @@ class BertPreprocessor(keras.layers.Layer):
 
     def _features(self, inputs):
         segments, scalar = self._segments(inputs)
-        tokenized = [self.tokenizer.tokenize(s) for s in segments]
+        outputs = self.pack([self.tokenizer.tokenize(s) for s in segments])
+        if scalar:
+            outputs = {name: value[0] for name, value in outputs.items()}
+        return outputs
+
+    def pack(self, tokenized):
+        """Packs token ids into the encoder's inputs, as `call` does after tokenizing.
+
+        `tokenized`: a list of one or two int32 ragged `[batch, (tokens)]`
+        segments (ids of this preprocessor's tokenizer), for callers that
+        tokenize text their own way (e.g. keeping "[MASK]" whole). Returns
+        `input_ids`, `segment_ids` and `padding_mask`, int32 `[batch, seq]`.
+        """
+        if not 1 <= len(tokenized) <= 2:
+            raise ValueError(f"Pack one or two segments; got {len(tokenized)}.")
         # [CLS] + one [SEP] per segment.
         budget = self.sequence_length - 1 - len(tokenized)
         if budget < len(tokenized):
@@ -166,17 +180,18 @@ class BertPreprocessor(keras.layers.Layer):
             )
             segment_ids, _ = tf_text.pad_model_inputs(segment_ids, self.sequence_length)
         else:
-            padding_mask = tf.ones_like(input_ids).to_tensor()
-            input_ids = input_ids.to_tensor(self.tokenizer.pad_token_id)
-            segment_ids = segment_ids.to_tensor()
-        outputs = {
+            # Every row holds at least [CLS] and a [SEP] per segment; an empty
+            # batch gets that width too, so models reading [CLS] answer it.
+            width = tf.maximum(input_ids.bounding_shape(axis=1), 1 + len(trimmed))
+            shape = tf.stack([input_ids.nrows(), width])
+            padding_mask = tf.ones_like(input_ids).to_tensor(shape=shape)
+            input_ids = input_ids.to_tensor(self.tokenizer.pad_token_id, shape=shape)
+            segment_ids = segment_ids.to_tensor(shape=shape)
+        return {
             "input_ids": tf.cast(input_ids, tf.int32),
             "segment_ids": tf.cast(segment_ids, tf.int32),
             "padding_mask": tf.cast(padding_mask, tf.int32),
         }
-        if scalar:
-            outputs = {name: value[0] for name, value in outputs.items()}
-        return outputs
 
     def compute_output_spec(self, x, y=None, sample_weight=None):
         first = x[0] if isinstance(x, tuple) else x

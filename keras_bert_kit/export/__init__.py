@@ -1,0 +1,20 @@
+"""Export for serving: SavedModels for TensorFlow Serving."""
+
+from keras_bert_kit.export.saved_model import (
+    existing_versions,
+    export_saved_model,
+    read_export_settings,
+)
+from keras_bert_kit.export.signatures import SIGNATURES, SignatureBuilder, model_kind
+from keras_bert_kit.export.warmup import read_warmup_requests, write_warmup_requests
+
+__all__ = [
+    "SIGNATURES",
+    "SignatureBuilder",
+    "existing_versions",
+    "export_saved_model",
+    "model_kind",
+    "read_export_settings",
+    "read_warmup_requests",
+    "write_warmup_requests",
+]

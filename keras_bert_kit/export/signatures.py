@@ -1,0 +1,329 @@
+"""The serving signatures of each kind of model, as `tf.function`s over named tensors.
+
+Every signature takes a dynamic batch and returns a dict of dense tensors
+(TF Serving answers no ragged tensors). Text-in signatures tokenize in graph
+and pad each batch only to its longest item, capped at the preprocessor's
+`sequence_length`; `predict_ids` takes what a client tokenized itself, for
+servers built without TF Text's ops. Ids from a request are range-checked by
+the models (an `InvalidArgumentError` naming the input).
+
+Which signatures a model gets (`SIGNATURES` names them per kind):
+
+| kind        | serving_default               | also                         |
+|-------------|-------------------------------|------------------------------|
+| classifier  | text (+ text_pair) -> label   | predict_ids, embed           |
+| tagger      | text -> per-word tags         | predict_ids, embed           |
+| qa          | question, context -> answer   | predict_ids, embed           |
+| encoder     | text -> embeddings (= embed)  | predict_ids, embed           |
+| pretrainer  | text with [MASK] -> top-k     | predict_ids, fill_mask       |
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_bert_kit.models.encoder import TransformerEncoder
+from keras_bert_kit.models.pretrainers import Pretrainer
+from keras_bert_kit.tasks import SequenceClassifier, SpanExtractor, TokenClassifier
+from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
+from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
+from keras_bert_kit.validation import check_int
+
+KINDS = {
+    SequenceClassifier: "classifier",
+    TokenClassifier: "tagger",
+    SpanExtractor: "qa",
+    TransformerEncoder: "encoder",
+    Pretrainer: "pretrainer",
+}
+
+SIGNATURES = {
+    "classifier": ("serving_default", "predict_ids", "embed"),
+    "tagger": ("serving_default", "predict_ids", "embed"),
+    "qa": ("serving_default", "predict_ids", "embed"),
+    "encoder": ("serving_default", "predict_ids", "embed"),
+    "pretrainer": ("serving_default", "predict_ids", "fill_mask"),
+}
+
+
+def model_kind(model) -> str:
+    """"classifier", "tagger", "qa", "encoder" or "pretrainer"; ValueError for other objects."""
+    for model_class, kind in KINDS.items():
+        if isinstance(model, model_class):
+            return kind
+    raise ValueError(
+        "Export takes a SequenceClassifier, TokenClassifier, SpanExtractor, an encoder "
+        f"(BertEncoder, DistilBertEncoder) or a pretrainer; got {type(model).__name__}."
+    )
+
+
+def encoder_of(model):
+    """The encoder inside `model` (the model itself for an encoder)."""
+    return model if isinstance(model, TransformerEncoder) else model.encoder
+
+
+def resolve_preprocessor(model, preprocessor=None):
+    """The preprocessor an export runs: `preprocessor`, else the task's own.
+
+    Raises ValueError when there is none (encoders and pretrainers carry no
+    preprocessor: pass one) or when it does not fit the encoder.
+    """
+    kind = model_kind(model)
+    if preprocessor is None:
+        preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        hint = (
+            "build the task with a preprocessor"
+            if kind in ("classifier", "tagger", "qa")
+            else "pass preprocessor=BertPreprocessor(tokenizer, sequence_length=...)"
+        )
+        raise ValueError(
+            f"Exporting a {type(model).__name__} needs a preprocessor for its text-in "
+            f"signatures: {hint}."
+        )
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    sequence_length = getattr(preprocessor, "sequence_length", None)
+    if tokenizer is None or not isinstance(sequence_length, int):
+        raise ValueError(
+            "`preprocessor` must be a keras_bert_kit preprocessor (with a tokenizer and a "
+            f"sequence_length); got {type(preprocessor).__name__}."
+        )
+    config = encoder_of(model).config
+    if sequence_length > config.max_sequence_length:
+        raise ValueError(
+            f"The preprocessor's sequence_length {sequence_length} exceeds the encoder's "
+            f"position table of {config.max_sequence_length}."
+        )
+    if tokenizer.vocabulary_size() > config.vocab_size:
+        raise ValueError(
+            f"The preprocessor's vocabulary ({tokenizer.vocabulary_size()} tokens) is larger "
+            f"than the encoder's embedding table ({config.vocab_size} rows)."
+        )
+    if kind == "pretrainer" and tokenizer.mask_token_id is None:
+        raise ValueError(f"The preprocessor's vocabulary has no {MASK_TOKEN} token, which "
+                         "fill_mask needs.")
+    return preprocessor
+
+
+def _text_specs(*names):
+    return [tf.TensorSpec([None], tf.string, name=name) for name in names]
+
+
+def _id_specs(names):
+    return [tf.TensorSpec([None, None], tf.int32, name=name) for name in names]
+
+
+def mean_embedding(sequence_output, padding_mask):
+    """Mean of the real tokens' final states, L2-normalised: float32 `[batch, hidden]`.
+
+    As sentence-transformers' mean pooling then `Normalize` make it (padding
+    excluded; a row without tokens gives zeros, not NaN).
+    """
+    states = tf.cast(sequence_output, tf.float32)
+    mask = tf.cast(padding_mask, tf.float32)[:, :, None]
+    summed = tf.reduce_sum(states * mask, axis=1)
+    count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+    return tf.math.l2_normalize(summed / count, axis=-1, epsilon=1e-12)
+
+
+def _same_batch(first, second, first_name, second_name):
+    """An assertion that two text inputs hold as many items, naming both."""
+    return tf.debugging.assert_equal(
+        tf.shape(first)[0],
+        tf.shape(second)[0],
+        message=f"`{second_name}` must hold as many texts as `{first_name}`",
+    )
+
+
+class SignatureBuilder:
+    """Makes the serving functions of one model and preprocessor.
+
+    Args:
+        model: a task, an encoder or a pretrainer (see `model_kind`).
+        preprocessor: its text preprocessor (a task's own by default).
+        pairs: a classifier reads text pairs: `serving_default` then takes
+            `text` and `text_pair`.
+        top_k: how many tokens `fill_mask` returns per [MASK].
+        max_answer_length: the longest QA answer, in tokens.
+    """
+
+    def __init__(self, model, preprocessor=None, *, pairs=False, top_k=5, max_answer_length=30):
+        self.kind = model_kind(model)
+        self.model = model
+        self.preprocessor = resolve_preprocessor(model, preprocessor)
+        if pairs and self.kind != "classifier":
+            raise ValueError(f"`pairs` is for classifiers; this is a {self.kind}.")
+        self.pairs = bool(pairs)
+        check_int("top_k", top_k, minimum=1)
+        check_int("max_answer_length", max_answer_length, minimum=1)
+        self.max_answer_length = max_answer_length
+        self.encoder = encoder_of(model)
+        self.tokenizer = self.preprocessor.tokenizer
+        # Every batch padded to its longest item: a task's own preprocessor
+        # does that; an encoder's may pad to a fixed length (for TFLite).
+        self.packer = BertPreprocessor(
+            self.tokenizer,
+            sequence_length=self.preprocessor.sequence_length,
+            padding="longest",
+        )
+        self.top_k = min(top_k, self.tokenizer.vocabulary_size())
+
+    @property
+    def names(self):
+        return SIGNATURES[self.kind]
+
+    @property
+    def text_inputs(self):
+        """The string inputs of `serving_default`."""
+        if self.kind == "qa":
+            return ("question", "context")
+        return ("text", "text_pair") if self.pairs else ("text",)
+
+    @property
+    def id_inputs(self):
+        """The int32 `[batch, seq]` inputs of `predict_ids`."""
+        return tuple(self.encoder.input_names)
+
+    def functions(self):
+        """{signature name: `tf.function`} for every signature of this model."""
+        makers = {
+            "serving_default": self._serving_default,
+            "predict_ids": self._predict_ids,
+            "embed": self._embed,
+            "fill_mask": self._fill_mask,
+        }
+        return {name: makers[name]() for name in self.names}
+
+    # -- text in ----------------------------------------------------------------------
+
+    def _serving_default(self):
+        if self.kind == "classifier" and self.pairs:
+            return self._checked_pairs(self.model.text_function(pairs=True))
+        if self.kind == "classifier":
+            return self.model.text_function()
+        if self.kind == "tagger":
+            return self.model.text_function()
+        if self.kind == "qa":
+            return self._checked_qa(self.model.text_function(self.max_answer_length))
+        if self.kind == "encoder":
+            return self._embed()
+        return self._fill_mask()
+
+    def _checked_pairs(self, classify):
+        @tf.function(input_signature=_text_specs("text", "text_pair"))
+        def classify_text_pairs(text, text_pair):
+            with tf.control_dependencies([_same_batch(text, text_pair, "text", "text_pair")]):
+                return classify(tf.identity(text), tf.identity(text_pair))
+
+        return classify_text_pairs
+
+    def _checked_qa(self, answer):
+        @tf.function(input_signature=_text_specs("question", "context"))
+        def answer_questions(question, context):
+            with tf.control_dependencies([_same_batch(question, context, "question", "context")]):
+                return answer(tf.identity(question), tf.identity(context))
+
+        return answer_questions
+
+    def _embeddings(self, features):
+        outputs = self.encoder({name: features[name] for name in self.id_inputs}, training=False)
+        return {
+            "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
+            "mean_embedding": mean_embedding(outputs["sequence_output"],
+                                             features["padding_mask"]),
+        }
+
+    def _embed(self):
+        tokenizer, packer = self.tokenizer, self.packer
+
+        @tf.function(input_signature=_text_specs("text"))
+        def embed(text):
+            return self._embeddings(packer.pack([tokenizer.tokenize(text)]))
+
+        return embed
+
+    # -- fill-mask --------------------------------------------------------------------
+
+    def _tokens_keeping_masks(self, text):
+        """Ragged `[batch, (tokens)]` ids of `text`, each literal "[MASK]" as the mask id.
+
+        BERT's tokenizer would split "[MASK]" into "[", "mask", "]": the text
+        is cut at each "[MASK]", the parts tokenized, and the mask id put
+        between them.
+        """
+        parts = tf.strings.split(text, sep=MASK_TOKEN)
+        part_ids = self.tokenizer.tokenize(parts.flat_values)
+        positions = tf.ragged.range(parts.row_lengths()).flat_values
+        last = tf.repeat(parts.row_lengths() - 1, parts.row_lengths())
+        mask_after = tf.cast(positions < last, tf.int64)
+        masks = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.reduce_sum(mask_after)], tf.constant(self.tokenizer.mask_token_id,
+                                                             tf.int32)),
+            mask_after,
+        )
+        part_ids = tf.concat([part_ids, masks], axis=1)
+        return tf.RaggedTensor.from_row_lengths(part_ids, parts.row_lengths()).merge_dims(1, 2)
+
+    def _top_tokens(self, features):
+        """Top-k tokens and probabilities at each [MASK] of packed features."""
+        input_ids = features["input_ids"]
+        is_mask = tf.equal(input_ids, self.tokenizer.mask_token_id)
+        where = tf.where(is_mask)
+        mask_count = tf.reduce_sum(tf.cast(is_mask, tf.int32), axis=1)
+        positions = tf.RaggedTensor.from_value_rowids(
+            tf.cast(where[:, 1], tf.int32), where[:, 0], nrows=tf.shape(input_ids, tf.int64)[0]
+        )
+        masked_positions = positions.to_tensor(0)
+        inputs = {name: features[name] for name in self.id_inputs}
+        inputs["masked_positions"] = masked_positions
+        logits = tf.cast(self.model(inputs, training=False)["mlm_logits"], tf.float32)
+        # Rows of the embedding table past the vocabulary are never answers.
+        logits = logits[:, :, : self.tokenizer.vocabulary_size()]
+        scores, token_ids = tf.math.top_k(tf.nn.softmax(logits), k=self.top_k)
+        real = tf.sequence_mask(mask_count, tf.shape(masked_positions)[1])[:, :, None]
+        token_ids = tf.where(real, token_ids, -1)
+        vocabulary = tf.constant(self.tokenizer.get_vocabulary())
+        return {
+            "token_ids": token_ids,
+            "tokens": tf.where(real, tf.gather(vocabulary, tf.maximum(token_ids, 0)), ""),
+            "scores": tf.where(real, scores, 0.0),
+            "mask_positions": tf.where(real[:, :, 0], masked_positions, -1),
+            "mask_count": mask_count,
+        }
+
+    def _fill_mask(self):
+        @tf.function(input_signature=_text_specs("text"))
+        def fill_mask(text):
+            return self._top_tokens(self.packer.pack([self._tokens_keeping_masks(text)]))
+
+        return fill_mask
+
+    # -- ids in -----------------------------------------------------------------------
+
+    def _predict_ids(self):
+        model, kind = self.model, self.kind
+
+        def answers(features):
+            if kind == "classifier":
+                return model.answers(features)
+            if kind == "encoder":
+                return self._embeddings(features)
+            if kind == "pretrainer":
+                return self._top_tokens(features)
+            outputs = model(features, training=False)
+            if kind == "qa":
+                return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+            logits = tf.cast(outputs, tf.float32)
+            real = tf.not_equal(features["padding_mask"], 0)
+            tag_ids = tf.where(real, tf.argmax(logits, axis=-1, output_type=tf.int32), -1)
+            result = {"logits": logits, "tag_ids": tag_ids}
+            if model.tag_names is not None:
+                names = tf.constant(model.tag_names)
+                result["tags"] = tf.where(real, tf.gather(names, tf.maximum(tag_ids, 0)), "")
+            return result
+
+        @tf.function(input_signature=_id_specs(self.id_inputs))
+        def predict_ids(*ids):
+            return answers(dict(zip(self.id_inputs, ids)))
+
+        return predict_ids
