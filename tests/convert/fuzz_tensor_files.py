@@ -224,6 +224,10 @@ def pytorch_bin_files(draw) -> bytes:
     return draw(_byte_mutations(archive)) if _rarely(draw, 5) else archive
 
 
+def _int_list(value) -> bool:
+    return isinstance(value, list) and all(type(item) is int for item in value)
+
+
 @st.composite
 def safetensors_files(draw) -> bytes:
     kind = draw(st.sampled_from(["random", "random header"] + ["tensors"] * 4))
@@ -251,7 +255,7 @@ def safetensors_files(draw) -> bytes:
             entry[field] = draw(_json_value)
         elif action == "drop":
             entry.pop(field, None)
-        elif action == "shift" and isinstance(entry.get("data_offsets"), list):
+        elif action == "shift" and _int_list(entry.get("data_offsets")):
             entry["data_offsets"] = [o + draw(st.integers(-4, 4)) for o in entry["data_offsets"]]
         elif action == "dims":
             entry["shape"] = [draw(_dim) for _ in range(draw(st.integers(0, 34)))]
