@@ -6,9 +6,11 @@ from keras_bert_kit.export.saved_model import (
     read_export_settings,
 )
 from keras_bert_kit.export.signatures import SIGNATURES, SignatureBuilder, model_kind
+from keras_bert_kit.export.verify import ExportVerificationError, verify_export
 from keras_bert_kit.export.warmup import read_warmup_requests, write_warmup_requests
 
 __all__ = [
+    "ExportVerificationError",
     "SIGNATURES",
     "SignatureBuilder",
     "existing_versions",
@@ -16,5 +18,6 @@ __all__ = [
     "model_kind",
     "read_export_settings",
     "read_warmup_requests",
+    "verify_export",
     "write_warmup_requests",
 ]

@@ -244,7 +244,7 @@ class SignatureBuilder:
 
     # -- fill-mask --------------------------------------------------------------------
 
-    def _tokens_keeping_masks(self, text):
+    def tokens_keeping_masks(self, text):
         """Ragged `[batch, (tokens)]` ids of `text`, each literal "[MASK]" as the mask id.
 
         BERT's tokenizer would split "[MASK]" into "[", "mask", "]": the text
@@ -263,6 +263,10 @@ class SignatureBuilder:
         )
         part_ids = tf.concat([part_ids, masks], axis=1)
         return tf.RaggedTensor.from_row_lengths(part_ids, parts.row_lengths()).merge_dims(1, 2)
+
+    def mask_features(self, text):
+        """Packed features of texts whose literal "[MASK]"s stay mask tokens."""
+        return self.packer.pack([self.tokens_keeping_masks(text)])
 
     def _top_tokens(self, features):
         """Top-k tokens and probabilities at each [MASK] of packed features."""
@@ -294,7 +298,7 @@ class SignatureBuilder:
     def _fill_mask(self):
         @tf.function(input_signature=_text_specs("text"))
         def fill_mask(text):
-            return self._top_tokens(self.packer.pack([self._tokens_keeping_masks(text)]))
+            return self._top_tokens(self.mask_features(text))
 
         return fill_mask
 
@@ -322,8 +326,16 @@ class SignatureBuilder:
                 result["tags"] = tf.where(real, tf.gather(names, tf.maximum(tag_ids, 0)), "")
             return result
 
-        @tf.function(input_signature=_id_specs(self.id_inputs))
-        def predict_ids(*ids):
-            return answers(dict(zip(self.id_inputs, ids)))
+        # Named arguments, so that the function is called as the signature is.
+        specs = _id_specs(self.id_inputs)
+        if "segment_ids" in self.id_inputs:
+            @tf.function(input_signature=specs)
+            def predict_ids(input_ids, segment_ids, padding_mask):
+                return answers(dict(input_ids=input_ids, segment_ids=segment_ids,
+                                    padding_mask=padding_mask))
+        else:
+            @tf.function(input_signature=specs)
+            def predict_ids(input_ids, padding_mask):
+                return answers(dict(input_ids=input_ids, padding_mask=padding_mask))
 
         return predict_ids

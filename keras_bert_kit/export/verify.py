@@ -1,0 +1,173 @@
+"""`verify_export`: the reloaded export against the Keras model, signature by signature."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_kit.export.saved_model import read_export_settings
+from keras_bert_kit.export.signatures import SignatureBuilder
+from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
+from keras_bert_kit.tokenization.tokenizer import BertTokenizer
+from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
+
+# Float32 exports run the model's own kernels: differences are reassociation
+# noise. A bfloat16 export keeps 8 bits of mantissa in the encoder.
+DEFAULT_TOLERANCES = {"float32": 1e-5, "bfloat16": 5e-2}
+
+
+class ExportVerificationError(ValueError):
+    """The export's answers differ from the Keras model's beyond the tolerance."""
+
+
+def _mask_a_word(text):
+    words = text.split()
+    if not words:
+        return MASK_TOKEN
+    words[len(words) // 2] = MASK_TOKEN
+    return " ".join(words)
+
+
+def _columns(builder, texts):
+    """`texts` as one string tensor per text input of `serving_default`."""
+    texts = list(texts)
+    if not texts:
+        raise ValueError("`texts` is empty: give at least one text to compare on.")
+    if len(builder.text_inputs) == 2:
+        if not all(
+            isinstance(t, (tuple, list)) and len(t) == 2 and all(isinstance(s, str) for s in t)
+            for t in texts
+        ):
+            raise ValueError(
+                f"This {builder.kind} reads {builder.text_inputs}: verify it on "
+                "(first, second) pairs of strings."
+            )
+        return [tf.constant([t[i] for t in texts]) for i in (0, 1)]
+    if not all(isinstance(t, str) for t in texts):
+        raise ValueError("`texts` must be strings.")
+    return [tf.constant(texts)]
+
+
+def verification_inputs(builder, texts):
+    """{signature name: {input name: tensor}} for every signature, made from `texts`.
+
+    Pretrainers are asked about texts with a [MASK] (the middle word of a
+    text without one); `predict_ids` gets the ids the text signatures make.
+    """
+    columns = _columns(builder, texts)
+    first = columns[0]
+    masked = tf.constant([
+        t if MASK_TOKEN in t else _mask_a_word(t) for t in (s.decode() for s in first.numpy())
+    ])
+    if builder.kind == "pretrainer":
+        features = builder.mask_features(masked)
+    elif builder.kind == "classifier":
+        features = builder.packer(tuple(columns) if builder.pairs else first)
+    elif builder.kind == "qa":
+        features = builder.packer(tuple(columns))
+    else:
+        features = builder.packer(first)
+    inputs = {
+        "serving_default": (
+            {"text": masked} if builder.kind == "pretrainer"
+            else dict(zip(builder.text_inputs, columns))
+        ),
+        "predict_ids": {name: features[name] for name in builder.id_inputs},
+        "embed": {"text": first},
+        "fill_mask": {"text": masked},
+    }
+    return {name: inputs[name] for name in builder.names}
+
+
+def compare_outputs(expected, actual):
+    """(max abs difference of float outputs, fraction of equal non-float elements)."""
+    max_diff, equal, total = 0.0, 0, 0
+    missing = sorted(set(expected) - set(actual))
+    if missing:
+        raise ExportVerificationError(f"The export lacks the outputs {missing}.")
+    for name, value in expected.items():
+        a, b = np.asarray(value), np.asarray(actual[name])
+        if a.shape != b.shape:
+            raise ExportVerificationError(
+                f"Output {name!r} has shape {b.shape} in the export, {a.shape} in the model."
+            )
+        if a.dtype.kind == "f":
+            same = a == b  # equal infinities (an empty QA context's score) differ by 0
+            with np.errstate(invalid="ignore"):
+                diff = np.where(same, 0.0, np.abs(a.astype(np.float64) - b))
+            diff = np.where(np.isnan(diff), np.inf, diff)
+            max_diff = max(max_diff, float(diff.max(initial=0.0)))
+        else:
+            equal += int(np.sum(a == b))
+            total += a.size
+    return max_diff, (equal / total if total else 1.0)
+
+
+def _preprocessor_from_assets(export_dir, settings):
+    tokenizer = BertTokenizer(
+        os.path.join(export_dir, "assets", "vocab.txt"),
+        lowercase=settings["lowercase"],
+        strip_accents=settings["strip_accents"],
+        normalizer=settings["normalizer"],
+    )
+    return BertPreprocessor(tokenizer, sequence_length=settings["sequence_length"],
+                            padding="longest")
+
+
+def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None,
+                  min_agreement=1.0):
+    """Checks every signature of the export at `export_dir` against `model` on `texts`.
+
+    Args:
+        model: the Keras model that was exported.
+        export_dir: a version directory written by `export_saved_model`.
+        texts: strings; (first, second) string pairs for a pair classifier
+            (text, text_pair) or QA (question, context).
+        preprocessor: the preprocessor the export was made with, when the
+            model has none (encoders, pretrainers); by default one is built
+            from the export's own vocabulary and settings.
+        tolerance: the largest allowed absolute difference of a float output;
+            by default 1e-5 for float32 exports and 5e-2 for bfloat16.
+        min_agreement: the smallest allowed fraction of equal integer and
+            string outputs (label ids, labels, tags, answers).
+
+    Returns:
+        {signature: {"max_abs_diff": float, "agreement": float}}.
+
+    Raises:
+        ExportVerificationError: a signature differs beyond the bounds.
+    """
+    settings = read_export_settings(export_dir)
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCES[settings["dtype"]]
+    if preprocessor is None and getattr(model, "preprocessor", None) is None:
+        preprocessor = _preprocessor_from_assets(export_dir, settings)
+    builder = SignatureBuilder(
+        model, preprocessor, pairs=settings["pairs"], top_k=settings["top_k"] or 5,
+        max_answer_length=settings["max_answer_length"] or 30,
+    )
+    loaded = tf.saved_model.load(export_dir)
+    references = builder.functions()
+    report, failures = {}, []
+    for name, inputs in verification_inputs(builder, texts).items():
+        if name not in loaded.signatures:
+            raise ExportVerificationError(f"The export has no {name!r} signature.")
+        expected = references[name](**inputs)
+        actual = loaded.signatures[name](**inputs)
+        max_diff, agreement = compare_outputs(
+            {k: v.numpy() for k, v in expected.items()},
+            {k: v.numpy() for k, v in actual.items()},
+        )
+        report[name] = {"max_abs_diff": max_diff, "agreement": agreement}
+        if max_diff > tolerance or agreement < min_agreement:
+            failures.append(
+                f"{name}: max abs difference {max_diff:.3g} (tolerance {tolerance:g}), "
+                f"agreement {agreement:.3f} (minimum {min_agreement:g})"
+            )
+    if failures:
+        raise ExportVerificationError(
+            f"The export at {export_dir} differs from the model: " + "; ".join(failures)
+        )
+    return report
