@@ -704,6 +704,9 @@ def main(argv=None) -> dict:
         "ours bfloat16 (predict_ids)": signature_step(ours_bf16["predict_ids"], one_tf_ids),
         "ONNX Runtime float32": onnx_step(sessions["float32"], one_onnx_ids),
         "ONNX Runtime int8": onnx_step(sessions["int8"], one_onnx_ids),
+        "diagnostic: Keras model float32, weights frozen": frozen_step(classifier, one_tf_ids),
+        "diagnostic: Keras model bfloat16, weights frozen": frozen_step(
+            with_dtype(classifier, "bfloat16"), one_tf_ids),
     }
     latency = {name: latency_ms(lambda step=step: step(0), latency_budget, latency_repeats)
                for name, step in single.items()}
@@ -720,6 +723,11 @@ def main(argv=None) -> dict:
                                           os.path.join(work_dir, "profile")),
         "onnx_float32": onnx_profile(onnx_float32, args.threads, onnx_ids[:profile_batches],
                                      os.path.join(work_dir, "onnx_profile")),
+        # Batch 1 shows the fixed cost of a call: op count times per-op overhead.
+        "predict_ids_batch_1": tensorflow_profile(ours["predict_ids"], one_tf_ids * 20,
+                                                  os.path.join(work_dir, "profile_batch_1")),
+        "onnx_float32_batch_1": onnx_profile(onnx_float32, args.threads, one_onnx_ids * 20,
+                                             os.path.join(work_dir, "onnx_profile_batch_1")),
     }
     meta["load_average_end"] = os.getloadavg()[0]
     summary = report(meta, text_timings, text_predictions, id_timings, id_predictions, latency,
@@ -767,6 +775,9 @@ def report(meta, text_timings, text_predictions, id_timings, id_predictions, lat
           f"{profiles['predict_ids']['wall_ms_per_batch']:.0f} vs "
           f"{profiles['onnx_float32']['wall_ms_per_batch']:.0f} ms per batch, profilers on):")
     print(profile_tables(profiles["predict_ids"], profiles["onnx_float32"]))
+    print("\nThe same for the one sentence of the latency table (batch 1, 20 calls):")
+    print(profile_tables(profiles["predict_ids_batch_1"], profiles["onnx_float32_batch_1"],
+                         top=4))
 
     def speed(results, name):
         return results[name]["sequences_per_second"]
