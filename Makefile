@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain install lock clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving install lock clean
 
 install: $(STAMP)
 
@@ -56,6 +56,9 @@ bench-fuzz: $(STAMP)
 
 bench-pretrain: $(STAMP)
 	$(BIN)/python bench/pretrain_throughput.py
+
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving_throughput.py
 
 # Regenerates constraints.txt from the installed .venv (after changing a pin: make lock, then
 # check that make test passes on a fresh clone). The CPU torch build's "+cpu" label is dropped
