@@ -19,6 +19,10 @@ to change.
   to tensors before `call`.
 - Checkpoint converters read the projections of Keras 3 and tf_keras
   `MultiHeadAttention` layers (keras-hub, Model Garden).
+- bfloat16 exports freeze their weights into constants (TensorFlow's
+  `convert_variables_to_constants_v2`, which has no public name in TF 2): with
+  variables, mixed precision casts every weight on every call and oneDNN
+  re-lays it out, which keeps the matrix products off AMX.
 """
 
 import keras
@@ -151,3 +155,33 @@ def attention_projections(attention):
         raise _changed(
             f"MultiHeadAttention no longer keeps `_<part>_dense` projections: {e}"
         ) from e
+
+
+# -- export -------------------------------------------------------------------------
+
+
+def frozen_function(function):
+    """A `tf.function` equal to `function` (which has an input signature), weights as constants.
+
+    The result has `function`'s input signature (the same input names) and
+    returns the same structure; it holds no variables.
+    """
+    try:
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+    except ImportError as e:
+        raise _changed(f"convert_variables_to_constants_v2 moved: {e}") from e
+    concrete = function.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+    specs = concrete.structured_input_signature[0]
+    names = [spec.name for spec in specs]
+
+    structure = concrete.structured_outputs
+
+    @tf.function(input_signature=specs)
+    def run(*args):
+        # The frozen function returns its outputs flat, in `tf.nest` order.
+        return tf.nest.pack_sequence_as(structure, frozen(**dict(zip(names, args))))
+
+    return run

@@ -132,3 +132,20 @@ def test_attention_projections_compute_keras_multi_head_attention():
     np.testing.assert_allclose(dense["output"](mixed).numpy(), expected, atol=1e-5, err_msg=(
         "Keras internals changed: MultiHeadAttention's `_query_dense`, `_key_dense`, "
         "`_value_dense` and `_output_dense` no longer compute the layer."))
+
+
+def test_frozen_function_keeps_names_and_outputs_without_variables():
+    from keras_bert_kit.keras_internals import frozen_function
+
+    weight = tf.Variable([[2.0], [3.0]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="features")])
+    def score(features):
+        return {"score": tf.matmul(features, weight)[:, 0], "count": tf.shape(features)[0]}
+
+    frozen = frozen_function(score)
+    concrete = frozen.get_concrete_function()
+    assert not concrete.variables
+    assert [s.name for s in concrete.structured_input_signature[0]] == ["features"]
+    outputs = frozen(tf.constant([[1.0, 1.0], [0.0, 2.0]]))
+    assert outputs["score"].numpy().tolist() == [5.0, 6.0] and int(outputs["count"]) == 2

@@ -133,7 +133,9 @@ def test_tf_serving_layout_assets_and_settings(exports, models):
     assert settings["sequence_length"] == 32 and settings["dtype"] == "float32"
     assert set(settings["signatures"]) == {"serving_default", "predict_ids", "embed"}
     assert set(settings["signatures"]["serving_default"]["inputs"]) == {"text", "text_pair"}
-    assert read_export_settings(exports["tagger"])["dtype"] == "bfloat16"
+    tagger_settings = read_export_settings(exports["tagger"])
+    assert tagger_settings["dtype"] == "bfloat16" and tagger_settings["weights"] == "constants"
+    assert settings["weights"] == "variables"
 
 
 def test_classifier_signatures_in_both_loaders(run_both, models):
