@@ -13,9 +13,11 @@ ops). Every other op must be one of the TF Text ops in the table below, or no
 stock TF Serving release runs the export.
 
 The version floor covers the non-core ops only: a core op is assumed present
-in TF Serving built from the TensorFlow that wrote the export, or newer
-(`ServingOpsReport.tensorflow_version`). Neither is a check of op attributes
-(an op may have gained attributes that an older server rejects).
+in every release (it surely is in TF Serving built from the TensorFlow that
+wrote the export, `ServingOpsReport.tensorflow_version`, and newer). Neither
+is a check of op attributes: an op may have gained an attribute that an older
+server rejects ("NodeDef mentions attr ... not in Op"); TensorFlow 2.20 writes
+`VarHandleOp` nodes with `debug_name`, which TensorFlow 2.13's op lacks.
 """
 
 from __future__ import annotations
@@ -335,8 +337,8 @@ class ServingOpsReport(OpsCompatibility):
         if self.unsupported_ops:
             lines.append("* not TensorFlow's nor a TF Text op of any stock TF Serving release")
         lines.append(
-            "Releases cover the non-core ops; core ops are assumed present from TensorFlow "
-            f"{self.tensorflow_version or '(unknown)'} on."
+            "TF Serving: the releases whose TF Text has every non-core op. Core ops, and the "
+            "attributes of any op, are not checked against releases older than the writer's."
         )
         return "\n".join(lines)
 
