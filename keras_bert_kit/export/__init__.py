@@ -5,6 +5,11 @@ from keras_bert_kit.export.saved_model import (
     export_saved_model,
     read_export_settings,
 )
+from keras_bert_kit.export.serving_ops import (
+    TF_SERVING_RELEASES,
+    ServingOpsReport,
+    check_serving_ops,
+)
 from keras_bert_kit.export.signatures import SIGNATURES, SignatureBuilder, model_kind
 from keras_bert_kit.export.verify import ExportVerificationError, verify_export
 from keras_bert_kit.export.warmup import read_warmup_requests, write_warmup_requests
@@ -12,7 +17,10 @@ from keras_bert_kit.export.warmup import read_warmup_requests, write_warmup_requ
 __all__ = [
     "ExportVerificationError",
     "SIGNATURES",
+    "ServingOpsReport",
+    "TF_SERVING_RELEASES",
     "SignatureBuilder",
+    "check_serving_ops",
     "existing_versions",
     "export_saved_model",
     "model_kind",
