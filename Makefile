@@ -32,12 +32,11 @@ run: $(STAMP)
 	$(BIN)/python -m training.demo
 
 # One pytest worker per core of the 2-core CI machines; each test file runs whole
-# in one worker (module fixtures are made once), in collection order, which
-# tests/conftest.py starts with the longest files. TEST_WORKERS=0 runs in-process.
+# in one worker (module fixtures are made once). TEST_WORKERS=0 runs in-process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/encoder_inference.py

@@ -15,27 +15,6 @@ import pytest  # noqa: E402
 import keras_bert_kit as kbk  # noqa: E402
 
 
-# The files that take longest (pytest --durations), started first: with
-# `--no-loadscope-reorder` (make test) xdist hands out files in collection
-# order, so both workers finish together instead of one running these alone
-# at the end (xdist's own order, most tests first, put them last).
-LONGEST_FILES = (
-    "tests/training/test_pretrain.py",
-    "tests/test_distribute.py",
-    "tests/tasks/test_span_extractor_preprocessor.py",
-    "tests/training/test_distill.py",
-    "tests/models/test_pretraining_fit.py",
-    "tests/tasks/test_auto_optimizer.py",
-    "tests/distillation/test_distiller.py",
-    "tests/training/test_finetune.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
-
-
 TINY_SIZES = dict(
     vocab_size=300,
     hidden_size=32,
