@@ -173,13 +173,10 @@ def make_preprocessor(model, args):
     if not os.path.isfile(vocab):
         raise ValueError(f"--model {args.model} holds a {type(model).__name__}, which carries "
                          f"no tokenizer, and there is no {vocab}: pass --vocab (its vocab.txt).")
-    positions = encoder_of(model).config.max_sequence_length
-    if args.sequence_length is not None and args.sequence_length > positions:
-        raise ValueError(f"--sequence-length {args.sequence_length} exceeds the "
-                         f"{type(model).__name__}'s {positions} positions.")
     tokenizer = kbk.BertTokenizer(vocab, lowercase=not args.cased)
-    sequence_length = args.sequence_length or positions
-    return kbk.BertPreprocessor(tokenizer, sequence_length=sequence_length)
+    # Defaults to the encoder's position table, and refuses a longer one.
+    return kbk.BertPreprocessor.for_encoder(encoder_of(model), tokenizer,
+                                            sequence_length=args.sequence_length)
 
 
 # -- texts ----------------------------------------------------------------------------

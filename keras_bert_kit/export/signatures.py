@@ -66,7 +66,7 @@ def resolve_preprocessor(model, preprocessor=None):
     """The preprocessor an export runs: `preprocessor`, else the task's own.
 
     Raises ValueError when there is none (encoders and pretrainers carry no
-    preprocessor: pass one) or when it does not fit the encoder.
+    preprocessor: pass one). `SignatureBuilder` checks it against the encoder.
     """
     kind = model_kind(model)
     if preprocessor is None:
@@ -87,17 +87,6 @@ def resolve_preprocessor(model, preprocessor=None):
         raise ValueError(
             "`preprocessor` must be a keras_bert_kit preprocessor (with a tokenizer and a "
             f"sequence_length); got {type(preprocessor).__name__}."
-        )
-    config = encoder_of(model).config
-    if sequence_length > config.max_sequence_length:
-        raise ValueError(
-            f"The preprocessor's sequence_length {sequence_length} exceeds the encoder's "
-            f"position table of {config.max_sequence_length}."
-        )
-    if tokenizer.vocabulary_size() > config.vocab_size:
-        raise ValueError(
-            f"The preprocessor's vocabulary ({tokenizer.vocabulary_size()} tokens) is larger "
-            f"than the encoder's embedding table ({config.vocab_size} rows)."
         )
     if kind == "pretrainer" and tokenizer.mask_token_id is None:
         raise ValueError(f"The preprocessor's vocabulary has no {MASK_TOKEN} token, which "
@@ -126,15 +115,6 @@ def mean_embedding(sequence_output, padding_mask):
     return tf.math.l2_normalize(summed / count, axis=-1, epsilon=1e-12)
 
 
-def _same_batch(first, second, first_name, second_name):
-    """An assertion that two text inputs hold as many items, naming both."""
-    return tf.debugging.assert_equal(
-        tf.shape(first)[0],
-        tf.shape(second)[0],
-        message=f"`{second_name}` must hold as many texts as `{first_name}`",
-    )
-
-
 class SignatureBuilder:
     """Makes the serving functions of one model and preprocessor.
 
@@ -161,7 +141,8 @@ class SignatureBuilder:
         self.tokenizer = self.preprocessor.tokenizer
         # Every batch padded to its longest item: a task's own preprocessor
         # does that; an encoder's may pad to a fixed length (for TFLite).
-        self.packer = BertPreprocessor(
+        self.packer = BertPreprocessor.for_encoder(
+            self.encoder,
             self.tokenizer,
             sequence_length=self.preprocessor.sequence_length,
             padding="longest",
@@ -197,33 +178,15 @@ class SignatureBuilder:
     # -- text in ----------------------------------------------------------------------
 
     def _serving_default(self):
-        if self.kind == "classifier" and self.pairs:
-            return self._checked_pairs(self.model.text_function(pairs=True))
         if self.kind == "classifier":
-            return self.model.text_function()
+            return self.model.text_function(pairs=self.pairs)
         if self.kind == "tagger":
             return self.model.text_function()
         if self.kind == "qa":
-            return self._checked_qa(self.model.text_function(self.max_answer_length))
+            return self.model.text_function(self.max_answer_length)
         if self.kind == "encoder":
             return self._embed()
         return self._fill_mask()
-
-    def _checked_pairs(self, classify):
-        @tf.function(input_signature=_text_specs("text", "text_pair"))
-        def classify_text_pairs(text, text_pair):
-            with tf.control_dependencies([_same_batch(text, text_pair, "text", "text_pair")]):
-                return classify(tf.identity(text), tf.identity(text_pair))
-
-        return classify_text_pairs
-
-    def _checked_qa(self, answer):
-        @tf.function(input_signature=_text_specs("question", "context"))
-        def answer_questions(question, context):
-            with tf.control_dependencies([_same_batch(question, context, "question", "context")]):
-                return answer(tf.identity(question), tf.identity(context))
-
-        return answer_questions
 
     def _embeddings(self, features):
         outputs = self.encoder({name: features[name] for name in self.id_inputs}, training=False)

@@ -189,7 +189,12 @@ class SequenceClassifier(Task):
         if pairs:
             @tf.function(input_signature=self._text_specs("text", "text_pair"))
             def classify_text_pairs(text, text_pair):
-                return answers((text, text_pair))
+                same_batch = tf.debugging.assert_equal(
+                    tf.shape(text)[0], tf.shape(text_pair)[0],
+                    message="`text_pair` must hold as many texts as `text`",
+                )
+                with tf.control_dependencies([same_batch]):
+                    return answers((tf.identity(text), tf.identity(text_pair)))
 
             return classify_text_pairs
 
