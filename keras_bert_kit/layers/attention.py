@@ -85,7 +85,13 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             )
         # Scale and mask in one pass over float32 scores: grappler fuses
         # BatchMatMul -> Mul -> Add into one oneDNN kernel.
-        bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * MASK_VALUE
+        # `[batch, 1, 1, len]` by reshape: slicing with new axes is a
+        # StridedSlice that TFLite has no builtin kernel for.
+        mask_shape = tf.shape(padding_mask)
+        bias = tf.reshape(
+            (1.0 - tf.cast(padding_mask, tf.float32)) * MASK_VALUE,
+            (mask_shape[0], 1, 1, mask_shape[1]),
+        )
         scores = tf.matmul(query, key, transpose_b=True)
         scores = tf.cast(scores, tf.float32) * (1.0 / math.sqrt(self.head_size)) + bias
         probabilities = tf.nn.softmax(scores, axis=-1)
