@@ -23,6 +23,9 @@ to change.
   `convert_variables_to_constants_v2`, which has no public name in TF 2): with
   variables, mixed precision casts every weight on every call and oneDNN
   re-lays it out, which keeps the matrix products off AMX.
+- int8 TFLite calibration of text-in models runs tensorflow-text's kernels:
+  the converter takes custom-op registerers for its calibrator only through
+  `TargetSpec._experimental_custom_op_registerers`.
 """
 
 import keras
@@ -185,3 +188,11 @@ def frozen_function(function):
         return tf.nest.pack_sequence_as(structure, frozen(**dict(zip(names, args))))
 
     return run
+
+
+def calibrate_with_custom_ops(converter, registerers):
+    """Lets `converter`'s int8 calibrator resolve the custom ops `registerers` add."""
+    target_spec = converter.target_spec
+    if not isinstance(getattr(target_spec, "_experimental_custom_op_registerers", None), list):
+        raise _changed("TFLiteConverter's TargetSpec has no _experimental_custom_op_registerers")
+    target_spec._experimental_custom_op_registerers = list(registerers)

@@ -19,7 +19,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_bert_kit.export.signatures import SignatureBuilder, encoder_of
+from keras_bert_kit.export.signatures import SignatureBuilder, copy_model, encoder_of
 from keras_bert_kit.export.warmup import warmup_inputs, write_warmup_requests
 from keras_bert_kit.keras_internals import frozen_function
 from keras_bert_kit.validation import is_int
@@ -68,12 +68,7 @@ def with_dtype(model, dtype):
         encoder.config, output_attentions=encoder.output_attentions,
         dtype="mixed_bfloat16", name=encoder.name,
     )
-    if model is not encoder:
-        config = dict(model.get_config())
-        config["encoder"] = keras.saving.serialize_keras_object(copy)
-        copy = type(model).from_config(config)
-    copy.set_weights(model.get_weights())
-    return copy
+    return copy_model(model, encoder=copy)
 
 
 def _settings(builder, dtype, signatures):

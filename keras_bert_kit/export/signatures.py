@@ -20,6 +20,7 @@ Which signatures a model gets (`SIGNATURES` names them per kind):
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 from keras_bert_kit.models.encoder import TransformerEncoder
@@ -62,6 +63,30 @@ def encoder_of(model):
     return model if isinstance(model, TransformerEncoder) else model.encoder
 
 
+def copy_model(model, *, encoder=None, preprocessor=None):
+    """A copy of `model` with its weights, optionally with another encoder or preprocessor.
+
+    `encoder`: a fresh encoder of the same config (e.g. another dtype policy)
+    that replaces a task's or pretrainer's own; `preprocessor` replaces a
+    task's. The copy shares no layers with `model`.
+    """
+    if model is encoder_of(model):
+        if preprocessor is not None:
+            raise ValueError("An encoder carries no preprocessor to replace.")
+        copy = encoder if encoder is not None else type(model).from_config(model.get_config())
+    else:
+        config = dict(model.get_config())
+        if encoder is not None:
+            config["encoder"] = keras.saving.serialize_keras_object(encoder)
+        if preprocessor is not None:
+            if "preprocessor" not in config:
+                raise ValueError(f"A {type(model).__name__} carries no preprocessor to replace.")
+            config["preprocessor"] = keras.saving.serialize_keras_object(preprocessor)
+        copy = type(model).from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def resolve_preprocessor(model, preprocessor=None):
     """The preprocessor an export runs: `preprocessor`, else the task's own.
 
@@ -98,8 +123,8 @@ def _text_specs(*names):
     return [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
 
-def _id_specs(names):
-    return [tf.TensorSpec([None, None], tf.int32, name=name) for name in names]
+def _id_specs(names, length=None):
+    return [tf.TensorSpec([None, length], tf.int32, name=name) for name in names]
 
 
 def mean_embedding(sequence_output, padding_mask):
@@ -109,10 +134,20 @@ def mean_embedding(sequence_output, padding_mask):
     excluded; a row without tokens gives zeros, not NaN).
     """
     states = tf.cast(sequence_output, tf.float32)
-    mask = tf.cast(padding_mask, tf.float32)[:, :, None]
+    mask = tf.expand_dims(tf.cast(padding_mask, tf.float32), -1)
     summed = tf.reduce_sum(states * mask, axis=1)
     count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
     return tf.math.l2_normalize(summed / count, axis=-1, epsilon=1e-12)
+
+
+def gather_or_empty(strings, ids):
+    """`strings[ids]`, and "" where an id is -1.
+
+    A gather from the strings with "" appended, not a select between string
+    tensors, which TFLite has no builtin kernel for.
+    """
+    table = tf.constant(list(strings) + [""])
+    return tf.gather(table, tf.where(ids < 0, len(strings), ids))
 
 
 class SignatureBuilder:
@@ -125,9 +160,12 @@ class SignatureBuilder:
             `text` and `text_pair`.
         top_k: how many tokens `fill_mask` returns per [MASK].
         max_answer_length: the longest QA answer, in tokens.
+        id_length: a fixed length for `predict_ids`'s inputs (and packing to
+            it), for static-shape runtimes; by default any length.
     """
 
-    def __init__(self, model, preprocessor=None, *, pairs=False, top_k=5, max_answer_length=30):
+    def __init__(self, model, preprocessor=None, *, pairs=False, top_k=5, max_answer_length=30,
+                 id_length=None):
         self.kind = model_kind(model)
         self.model = model
         self.preprocessor = resolve_preprocessor(model, preprocessor)
@@ -139,13 +177,16 @@ class SignatureBuilder:
         self.max_answer_length = max_answer_length
         self.encoder = encoder_of(model)
         self.tokenizer = self.preprocessor.tokenizer
-        # Every batch padded to its longest item: a task's own preprocessor
-        # does that; an encoder's may pad to a fixed length (for TFLite).
+        if id_length is not None:
+            check_int("id_length", id_length, minimum=3, hint="[CLS], a token, [SEP]")
+        self.id_length = id_length
+        # Every batch padded to its longest item (a task's own preprocessor
+        # does that; an encoder's may pad to a fixed length), or to `id_length`.
         self.packer = BertPreprocessor.for_encoder(
             self.encoder,
             self.tokenizer,
-            sequence_length=self.preprocessor.sequence_length,
-            padding="longest",
+            sequence_length=id_length or self.preprocessor.sequence_length,
+            padding="longest" if id_length is None else "max_length",
         )
         self.top_k = min(top_k, self.tokenizer.vocabulary_size())
 
@@ -235,26 +276,30 @@ class SignatureBuilder:
         """Top-k tokens and probabilities at each [MASK] of packed features."""
         input_ids = features["input_ids"]
         is_mask = tf.equal(input_ids, self.tokenizer.mask_token_id)
-        where = tf.where(is_mask)
         mask_count = tf.reduce_sum(tf.cast(is_mask, tf.int32), axis=1)
-        positions = tf.RaggedTensor.from_value_rowids(
-            tf.cast(where[:, 1], tf.int32), where[:, 0], nrows=tf.shape(input_ids, tf.int64)[0]
-        )
-        masked_positions = positions.to_tensor(0)
+        # Each row's [MASK] positions in order, padded with 0: the top
+        # `max(mask_count)` of a key that is larger for earlier masks and 0
+        # elsewhere (dense ops only, so that TFLite runs it as builtins).
+        length = tf.shape(input_ids)[1]
+        key = tf.where(is_mask, length - tf.range(length), 0)
+        most_masks = tf.maximum(tf.reduce_max(mask_count), 0)  # 0 for an empty batch
+        _, masked_positions = tf.math.top_k(key, k=most_masks)
+        real_mask = tf.sequence_mask(mask_count, tf.shape(masked_positions)[1])
+        masked_positions = tf.where(real_mask, masked_positions, 0)
         inputs = {name: features[name] for name in self.id_inputs}
         inputs["masked_positions"] = masked_positions
         logits = tf.cast(self.model(inputs, training=False)["mlm_logits"], tf.float32)
         # Rows of the embedding table past the vocabulary are never answers.
-        logits = logits[:, :, : self.tokenizer.vocabulary_size()]
+        vocabulary_size = self.tokenizer.vocabulary_size()
+        logits = logits[:, :, :vocabulary_size]
         scores, token_ids = tf.math.top_k(tf.nn.softmax(logits), k=self.top_k)
-        real = tf.sequence_mask(mask_count, tf.shape(masked_positions)[1])[:, :, None]
+        real = tf.expand_dims(real_mask, -1)
         token_ids = tf.where(real, token_ids, -1)
-        vocabulary = tf.constant(self.tokenizer.get_vocabulary())
         return {
             "token_ids": token_ids,
-            "tokens": tf.where(real, tf.gather(vocabulary, tf.maximum(token_ids, 0)), ""),
+            "tokens": gather_or_empty(self.tokenizer.get_vocabulary(), token_ids),
             "scores": tf.where(real, scores, 0.0),
-            "mask_positions": tf.where(real[:, :, 0], masked_positions, -1),
+            "mask_positions": tf.where(real_mask, masked_positions, -1),
             "mask_count": mask_count,
         }
 
@@ -285,12 +330,11 @@ class SignatureBuilder:
             tag_ids = tf.where(real, tf.argmax(logits, axis=-1, output_type=tf.int32), -1)
             result = {"logits": logits, "tag_ids": tag_ids}
             if model.tag_names is not None:
-                names = tf.constant(model.tag_names)
-                result["tags"] = tf.where(real, tf.gather(names, tf.maximum(tag_ids, 0)), "")
+                result["tags"] = gather_or_empty(model.tag_names, tag_ids)
             return result
 
         # Named arguments, so that the function is called as the signature is.
-        specs = _id_specs(self.id_inputs)
+        specs = _id_specs(self.id_inputs, self.id_length)
         if "segment_ids" in self.id_inputs:
             @tf.function(input_signature=specs)
             def predict_ids(input_ids, segment_ids, padding_mask):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-import tensorflow_text as tf_text
 
 from keras_bert_kit.keras_internals import accept_raw_inputs
 from keras_bert_kit.saving import from_config_with_objects
@@ -22,25 +21,26 @@ from keras_bert_kit.validation import check_int
 PADDINGS = ("max_length", "longest")
 
 
-def _truncate_longest_first(segments, budget):
-    """Cuts ragged `[batch, (tokens)]` segments to at most `budget` tokens per row."""
-    if len(segments) == 1:
-        return [segments[0][:, :budget]]
-    a, b = segments
-    length_a, length_b = a.row_lengths(), b.row_lengths()
+def _kept_lengths(lengths, budget):
+    """How many tokens of each segment stay: int32 `[batch]` per segment, longest first."""
+    if len(lengths) == 1:
+        return [tf.minimum(lengths[0], budget)]
+    length_a, length_b = lengths
     a_is_shorter = length_a <= length_b
     shorter = tf.minimum(length_a, length_b)
     longer = tf.maximum(length_a, length_b)
     keep_shorter = tf.minimum(shorter, budget // 2)
     keep_longer = tf.minimum(longer, budget - keep_shorter)
-    keep_a = tf.where(a_is_shorter, keep_shorter, keep_longer)
-    keep_b = tf.where(a_is_shorter, keep_longer, keep_shorter)
-    return [_keep_first(a, keep_a), _keep_first(b, keep_b)]
+    return [tf.where(a_is_shorter, keep_shorter, keep_longer),
+            tf.where(a_is_shorter, keep_longer, keep_shorter)]
 
 
-def _keep_first(ragged, counts):
-    positions = tf.ragged.range(ragged.row_lengths())
-    return tf.ragged.boolean_mask(ragged, positions < counts[:, None])
+def _segment_parts(ragged):
+    """(values, row starts, row lengths) of a ragged `[batch, (tokens)]`, int32."""
+    values = tf.cast(ragged.flat_values, tf.int32)
+    starts = tf.cast(ragged.row_starts(), tf.int32)
+    lengths = tf.cast(ragged.row_lengths(), tf.int32)
+    return values, starts, lengths
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_kit")
@@ -168,29 +168,43 @@ class BertPreprocessor(keras.layers.Layer):
                 f"`sequence_length` {self.sequence_length} leaves no room for the text of "
                 f"{len(tokenized)} segments."
             )
-        trimmed = _truncate_longest_first(tokenized, budget)
-        input_ids, segment_ids = tf_text.combine_segments(
-            trimmed,
-            start_of_sequence_id=self.tokenizer.cls_token_id,
-            end_of_segment_id=self.tokenizer.sep_token_id,
-        )
+        # Dense index arithmetic rather than ragged ops: every op here is a
+        # TFLite builtin, so the same packing runs in text-in .tflite models.
+        parts = [_segment_parts(segment) for segment in tokenized]
+        kept = _kept_lengths([lengths for _, _, lengths in parts], budget)
+        total = 1 + sum(kept) + len(kept)  # [CLS], the segments, a [SEP] each
         if self.padding == "max_length":
-            input_ids, padding_mask = tf_text.pad_model_inputs(
-                input_ids, self.sequence_length, pad_value=self.tokenizer.pad_token_id
-            )
-            segment_ids, _ = tf_text.pad_model_inputs(segment_ids, self.sequence_length)
+            width = self.sequence_length
         else:
-            # Every row holds at least [CLS] and a [SEP] per segment; an empty
-            # batch gets that width too, so models reading [CLS] answer it.
-            width = tf.maximum(input_ids.bounding_shape(axis=1), 1 + len(trimmed))
-            shape = tf.stack([input_ids.nrows(), width])
-            padding_mask = tf.ones_like(input_ids).to_tensor(shape=shape)
-            input_ids = input_ids.to_tensor(self.tokenizer.pad_token_id, shape=shape)
-            segment_ids = segment_ids.to_tensor(shape=shape)
+            # An empty batch still gets [CLS] and a [SEP] per segment.
+            width = tf.maximum(tf.reduce_max(total), 1 + len(kept))
+        # `[batch, width]`: each row's positions.
+        position = (tf.range(width, dtype=tf.int32)[tf.newaxis, :]
+                    + tf.zeros_like(total)[:, tf.newaxis])
+        input_ids = tf.where(position == 0, self.tokenizer.cls_token_id,
+                             self.tokenizer.pad_token_id)
+        segment_ids = tf.zeros_like(input_ids)
+        begin = tf.ones_like(total)[:, tf.newaxis]  # where the segment's tokens begin
+        for segment_id, ((values, starts, _), keep) in enumerate(zip(parts, kept)):
+            keep = keep[:, tf.newaxis]
+            end = begin + keep  # this segment's [SEP]
+            # One pad id after the values, so that gathers stay in bounds
+            # on rows (and batches) without tokens.
+            padded = tf.concat([values, [self.tokenizer.pad_token_id]], axis=0)
+            index = tf.clip_by_value(starts[:, tf.newaxis] + position - begin, 0,
+                                     tf.size(values))
+            tokens = tf.gather(padded, index)
+            in_segment = (position >= begin) & (position < end)
+            input_ids = tf.where(in_segment, tokens, input_ids)
+            input_ids = tf.where(position == end, self.tokenizer.sep_token_id, input_ids)
+            if segment_id:
+                segment_ids = tf.where(in_segment | (position == end), segment_id, segment_ids)
+            begin = end + 1
+        padding_mask = tf.cast(position < total[:, tf.newaxis], tf.int32)
         return {
-            "input_ids": tf.cast(input_ids, tf.int32),
-            "segment_ids": tf.cast(segment_ids, tf.int32),
-            "padding_mask": tf.cast(padding_mask, tf.int32),
+            "input_ids": input_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": padding_mask,
         }
 
     def compute_output_spec(self, x, y=None, sample_weight=None):
