@@ -149,3 +149,35 @@ def test_frozen_function_keeps_names_and_outputs_without_variables():
     assert [s.name for s in concrete.structured_input_signature[0]] == ["features"]
     outputs = frozen(tf.constant([[1.0, 1.0], [0.0, 2.0]]))
     assert outputs["score"].numpy().tolist() == [5.0, 6.0] and int(outputs["count"]) == 2
+
+
+def test_calibrate_with_custom_ops_lets_int8_calibration_run_tensorflow_text_kernels():
+    import tensorflow_text as tf_text
+    from tensorflow_text import tflite_registrar
+
+    from keras_bert_kit.keras_internals import calibrate_with_custom_ops
+
+    normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=True)
+    wordpiece = tf_text.FastWordpieceTokenizer(["[UNK]", "hello", "ecole", "a"],
+                                               no_pretokenization=False)
+    weight = tf.Variable(tf.random.normal([1, 8]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def lengths(text):
+        tokens = wordpiece.tokenize(normalizer.normalize(text))
+        length = tf.cast(tokens.row_lengths(), tf.float32)
+        return {"features": tf.matmul(tf.reshape(length, [-1, 1]), weight)}
+
+    def samples():
+        for text in ("Hello", "ÉCOLE", "a longer text"):
+            yield [np.array([text.encode()], dtype=object)]
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [lengths.get_concrete_function()], lengths)
+    converter.allow_custom_ops = True
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    calibrate_with_custom_ops(converter, tflite_registrar.SELECT_TFTEXT_OPS)
+    assert converter.convert(), (
+        "Keras internals changed: the TFLite calibrator no longer runs the custom ops "
+        "registered through TargetSpec._experimental_custom_op_registerers.")

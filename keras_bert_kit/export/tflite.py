@@ -174,7 +174,9 @@ def _converter_error(error, signature):
         layer = node.rsplit("/", 1)[0] if "/" in node else None
         found.setdefault(op, set()).add(f"layer {layer!r}" if layer else f"node {node!r}")
     if not found:
-        return TFLiteExportError(f"TFLite conversion of {signature} failed: {error}")
+        # The converter's own text ends in a dump of the whole graph.
+        summary = " ".join(str(error).splitlines()[:2])[:600]
+        return TFLiteExportError(f"TFLite conversion of {signature} failed: {summary}")
     described = "; ".join(f"{op} (in {', '.join(sorted(where))})" for op, where in
                           sorted(found.items()))
     return TFLiteExportError(

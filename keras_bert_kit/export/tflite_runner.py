@@ -110,8 +110,18 @@ class TFLiteModel:
                 f"{sorted(given)}."
             )
         if self.text_input:
-            return {name: _text_array(name, value) for name, value in inputs.items()}
-        arrays = {name: _id_array(name, value) for name, value in inputs.items()}
+            arrays = {name: _text_array(name, value) for name, value in inputs.items()}
+        else:
+            arrays = {name: _id_array(name, value) for name, value in inputs.items()}
+        if any(len(array) == 0 for array in arrays.values()):
+            raise ValueError("The batch is empty: give at least one example.")
+        if self.text_input:
+            if len({len(array) for array in arrays.values()}) > 1:
+                raise ValueError(
+                    "The text inputs must hold as many texts each; got "
+                    + ", ".join(f"{name}: {len(a)}" for name, a in arrays.items()) + "."
+                )
+            return arrays
         shapes = {array.shape for array in arrays.values()}
         if len(shapes) > 1:
             raise ValueError(

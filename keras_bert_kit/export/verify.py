@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from keras_bert_kit.export.saved_model import read_export_settings
 from keras_bert_kit.export.signatures import SignatureBuilder
+from keras_bert_kit.export.tflite import read_tflite_settings, tflite_builder
+from keras_bert_kit.export.tflite_runner import TFLiteModel
 from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
 from keras_bert_kit.tokenization.tokenizer import BertTokenizer
 from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
@@ -16,6 +18,12 @@ from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
 # Float32 exports run the model's own kernels: differences are reassociation
 # noise. A bfloat16 export keeps 8 bits of mantissa in the encoder.
 DEFAULT_TOLERANCES = {"float32": 1e-5, "bfloat16": 5e-2}
+# TFLite: XNNPACK's float32 kernels reassociate; float16 weights keep 11
+# bits; dynamic-range and int8 models round weights (and activations) to 8
+# bits, which moves logits by a few hundredths to tenths and may flip a label
+# whose classes are nearly tied.
+DEFAULT_TFLITE_TOLERANCES = {"none": 1e-4, "float16": 2e-2, "dynamic_range": 0.25, "int8": 0.5}
+DEFAULT_TFLITE_AGREEMENT = {"none": 1.0, "float16": 1.0, "dynamic_range": 0.9, "int8": 0.8}
 
 
 class ExportVerificationError(ValueError):
@@ -105,9 +113,9 @@ def compare_outputs(expected, actual):
     return max_diff, (equal / total if total else 1.0)
 
 
-def _preprocessor_from_assets(export_dir, settings):
+def _preprocessor_from_assets(vocabulary_path, settings):
     tokenizer = BertTokenizer(
-        os.path.join(export_dir, "assets", "vocab.txt"),
+        vocabulary_path,
         lowercase=settings["lowercase"],
         strip_accents=settings["strip_accents"],
         normalizer=settings["normalizer"],
@@ -116,22 +124,73 @@ def _preprocessor_from_assets(export_dir, settings):
                             padding="longest")
 
 
+def _check_report(report, tolerance, min_agreement, where):
+    failures = [
+        f"{name}: max abs difference {r['max_abs_diff']:.3g} (tolerance {tolerance:g}), "
+        f"agreement {r['agreement']:.3f} (minimum {min_agreement:g})"
+        for name, r in report.items()
+        if r["max_abs_diff"] > tolerance or r["agreement"] < min_agreement
+    ]
+    if failures:
+        raise ExportVerificationError(
+            f"The export at {where} differs from the model: " + "; ".join(failures)
+        )
+    return report
+
+
+def verify_tflite(model, path, texts, *, preprocessor=None, tolerance=None, min_agreement=None):
+    """Checks a .tflite from `export_tflite` against `model` on `texts`; see `verify_export`.
+
+    Ids-in models are compared with the model's `predict_ids` on the same
+    ids; text-in models with the model under the same on-device (`tf_text`)
+    tokenizer. Defaults: `DEFAULT_TFLITE_TOLERANCES` and
+    `DEFAULT_TFLITE_AGREEMENT` for the file's quantization.
+    """
+    settings = read_tflite_settings(path)
+    quantization = settings["quantization"]
+    tolerance = DEFAULT_TFLITE_TOLERANCES[quantization] if tolerance is None else tolerance
+    if min_agreement is None:
+        min_agreement = DEFAULT_TFLITE_AGREEMENT[quantization]
+    if preprocessor is None and getattr(model, "preprocessor", None) is None:
+        preprocessor = _preprocessor_from_assets(
+            os.path.join(os.path.dirname(os.path.abspath(path)), settings["vocabulary"]),
+            settings,
+        )
+    text_input = settings["text_input"]
+    builder = tflite_builder(
+        model, preprocessor=preprocessor, pairs=settings["pairs"], text_input=text_input,
+        sequence_length=settings["max_sequence_length"] if text_input
+        else settings["sequence_length"],
+        top_k=settings["top_k"] or 5,
+    )
+    signature = settings["signature"]
+    inputs = verification_inputs(builder, texts)[signature]
+    expected = builder.functions()[signature](**inputs)
+    actual = TFLiteModel(path)(**{name: value.numpy() for name, value in inputs.items()})
+    max_diff, agreement = compare_outputs({k: v.numpy() for k, v in expected.items()}, actual)
+    report = {signature: {"max_abs_diff": max_diff, "agreement": agreement}}
+    return _check_report(report, tolerance, min_agreement, path)
+
+
 def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None,
-                  min_agreement=1.0):
-    """Checks every signature of the export at `export_dir` against `model` on `texts`.
+                  min_agreement=None):
+    """Checks every signature of an export against `model` on `texts`.
 
     Args:
         model: the Keras model that was exported.
-        export_dir: a version directory written by `export_saved_model`.
+        export_dir: a version directory written by `export_saved_model`, or a
+            .tflite file written by `export_tflite` (see `verify_tflite`).
         texts: strings; (first, second) string pairs for a pair classifier
             (text, text_pair) or QA (question, context).
         preprocessor: the preprocessor the export was made with, when the
             model has none (encoders, pretrainers); by default one is built
             from the export's own vocabulary and settings.
         tolerance: the largest allowed absolute difference of a float output;
-            by default 1e-5 for float32 exports and 5e-2 for bfloat16.
+            by default 1e-5 for float32 exports and 5e-2 for bfloat16
+            (TFLite: per quantization, `DEFAULT_TFLITE_TOLERANCES`).
         min_agreement: the smallest allowed fraction of equal integer and
-            string outputs (label ids, labels, tags, answers).
+            string outputs (label ids, labels, tags, answers); by default 1
+            (TFLite: per quantization, `DEFAULT_TFLITE_AGREEMENT`).
 
     Returns:
         {signature: {"max_abs_diff": float, "agreement": float}}.
@@ -139,18 +198,23 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
     Raises:
         ExportVerificationError: a signature differs beyond the bounds.
     """
+    if os.fspath(export_dir).endswith(".tflite"):
+        return verify_tflite(model, export_dir, texts, preprocessor=preprocessor,
+                             tolerance=tolerance, min_agreement=min_agreement)
+    min_agreement = 1.0 if min_agreement is None else min_agreement
     settings = read_export_settings(export_dir)
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCES[settings["dtype"]]
     if preprocessor is None and getattr(model, "preprocessor", None) is None:
-        preprocessor = _preprocessor_from_assets(export_dir, settings)
+        preprocessor = _preprocessor_from_assets(
+            os.path.join(export_dir, "assets", "vocab.txt"), settings)
     builder = SignatureBuilder(
         model, preprocessor, pairs=settings["pairs"], top_k=settings["top_k"] or 5,
         max_answer_length=settings["max_answer_length"] or 30,
     )
     loaded = tf.saved_model.load(export_dir)
     references = builder.functions()
-    report, failures = {}, []
+    report = {}
     for name, inputs in verification_inputs(builder, texts).items():
         if name not in loaded.signatures:
             raise ExportVerificationError(f"The export has no {name!r} signature.")
@@ -161,13 +225,4 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
             {k: v.numpy() for k, v in actual.items()},
         )
         report[name] = {"max_abs_diff": max_diff, "agreement": agreement}
-        if max_diff > tolerance or agreement < min_agreement:
-            failures.append(
-                f"{name}: max abs difference {max_diff:.3g} (tolerance {tolerance:g}), "
-                f"agreement {agreement:.3f} (minimum {min_agreement:g})"
-            )
-    if failures:
-        raise ExportVerificationError(
-            f"The export at {export_dir} differs from the model: " + "; ".join(failures)
-        )
-    return report
+    return _check_report(report, tolerance, min_agreement, export_dir)
