@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -239,7 +240,10 @@ def _convert(saved_model_dir, signature, quantization, text_input, representativ
             # Calibration runs the graph, tokenizer included.
             calibrate_with_custom_ops(converter, tflite_registrar.SELECT_TFTEXT_OPS)
     try:
-        return converter.convert()
+        with warnings.catch_warnings():
+            # int8 calibration runs tf.lite's own (deprecated) interpreter.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return converter.convert()
     except Exception as error:  # ConverterError, or ValueError from calibration
         raise _converter_error(error, signature) from error
 

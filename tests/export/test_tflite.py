@@ -320,3 +320,18 @@ def test_bad_inputs_answer_or_fail_cleanly_in_a_child_process(exported):
         assert outcomes[name].raised("InvalidIdsError"), outcomes[name]
     assert outcomes["longer than the position table"].raised("ValueError")
     assert "position table" in outcomes["longer than the position table"].message
+
+
+def test_pair_classifier_text_in_truncates_longest_first_as_keras(tokenizer, tmp_path):
+    model = kbk.SequenceClassifier(
+        tiny_encoder("distilbert"), num_classes=2,
+        preprocessor=kbk.SequenceClassifierPreprocessor(tokenizer, sequence_length=16))
+    pairs = [("A man plays guitar.", "Someone makes music on a stage today, loudly and long."),
+             ("", "x"), ("a b c d e f g h i j k l m n", "o p q r s t u v w x y z")]
+    path = export_tflite(model, tmp_path / "pairs.tflite", pairs=True, text_input=True)
+    report = verify_export(model, path, pairs)
+    assert report["serving_default"]["max_abs_diff"] < 1e-4
+    runner = TFLiteModel(path)
+    assert sorted(runner.settings["inputs"]) == ["text", "text_pair"]
+    with pytest.raises(ValueError, match="as many texts"):
+        runner(text=["a", "b"], text_pair=["c"])
