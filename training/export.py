@@ -18,6 +18,26 @@ absolute difference of the float outputs / share of equal labels, ids and
 strings) and its median latency on one sentence; then the size of the
 version directory and the `docker run tensorflow/serving` command that
 serves the base directory on ports 8500 (gRPC) and 8501 (REST).
+
+With `--tflite`, LiteRT (.tflite) models for phones and small devices are
+written instead of the SavedModel:
+
+    python -m training.export --model runs/rt/model.keras --out exports/tflite \\
+        --tflite none,float16,dynamic_range,int8 --eval-data rotten_tomatoes
+
+one per quantization, `--out/<model stem>_<quantization>[_text].tflite`, each
+with its settings (`.json`) and vocabulary (`.vocab.txt`); existing files are
+replaced only with `--overwrite`. Without `--text-input` a model takes int32
+ids (`predict_ids`: the app tokenizes, with the vocabulary and settings beside
+it); with it, text (`serving_default`, classifiers and encoders only).
+Each variant is compared with Keras on the verification texts (largest
+absolute difference of its float outputs, a classifier's logits and
+probabilities; share of equal labels) and timed on one sentence at a time
+(median ms, one thread, host tokenization excluded for ids-in models);
+classifiers are scored on `--eval-data` too. The float32 variant (`none`)
+must match within `--tolerance` (default 1e-4) with every label equal, else
+the command fails (exit status 2, after the table; the files stay); the
+quantized variants are reported, never failed.
 """
 
 from __future__ import annotations
@@ -34,6 +54,10 @@ from training.settings import ArgumentParser, run_job
 
 SERVING_IMAGE = "tensorflow/serving:2.20.0"
 MEGABYTE = 2**20
+# int8 calibration texts taken from --representative-data (or its default).
+REPRESENTATIVE_TEXTS = 200
+# Examples per LiteRT call when scoring --eval-data.
+EVALUATION_BATCH = 32
 
 # Compared with the Keras model when no --verify-texts is given.
 BUILT_IN_TEXTS = (
@@ -69,7 +93,8 @@ def parse_args(argv=None):
     parser.add_argument("--version", type=int, default=None,
                         help="version number (default: one more than the highest in --out)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --version")
+                        help="replace an existing --version (with --tflite: existing "
+                        ".tflite files)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="compute precision; bfloat16 (float32 outputs) is for CPUs with "
                         "AVX512-BF16 or AMX (default: %(default)s)")
@@ -95,7 +120,8 @@ def parse_args(argv=None):
                            help="keep case (a cased vocabulary); by default text is lowercased")
     tokenizer.add_argument("--sequence-length", type=int, default=None,
                            help="the most tokens per text, [CLS] and [SEP] included "
-                           "(default: the encoder's position table)")
+                           "(default: the encoder's position table); with --tflite, for "
+                           "every kind of model (see --tflite)")
 
     checks = parser.add_argument_group("checks")
     checks.add_argument("--verify-texts",
@@ -104,10 +130,40 @@ def parse_args(argv=None):
                         "extractors (question, context) (default: built-in sentences)")
     checks.add_argument("--tolerance", type=float, default=None,
                         help="largest allowed difference of a float output "
-                        "(default: 1e-5 for float32, 5e-2 for bfloat16)")
+                        "(default: 1e-5 for float32, 5e-2 for bfloat16; with --tflite, for "
+                        "the none variant: 1e-4)")
     checks.add_argument("--latency-calls", type=int, default=20,
                         help="timed calls of each signature on one sentence, after one "
                         "warm-up call (default: %(default)s)")
+
+    tflite = parser.add_argument_group(
+        "TFLite (with --tflite only TFLite files are written, no SavedModel)")
+    tflite.add_argument("--tflite", type=quantization_list, metavar="QUANTIZATIONS",
+                        help="comma-separated quantizations, of none (float32), float16, "
+                        "dynamic_range (int8 weights), int8 (int8 weights and activations): "
+                        "writes --out/<model stem>_<quantization>[_text].tflite, with its "
+                        ".json settings and .vocab.txt, for each; --sequence-length then "
+                        "fixes the ids-in model's input length (the app pads to it) or cuts a "
+                        "text-in model's texts, for every kind of model")
+    tflite.add_argument("--text-input", action="store_true",
+                        help="text-in models, the tokenizer inside (classifiers and "
+                        "encoders); by default ids-in models (int32 ids, builtin ops only)")
+    tflite.add_argument("--eval-data", metavar="rotten_tomatoes|FILE",
+                        help="classifiers: accuracy of each variant and of the Keras model on "
+                        "this data: rotten_tomatoes (its test split) or a CSV, TSV or JSON "
+                        "Lines file as python -m training.finetune reads it")
+    tflite.add_argument("--representative-data", metavar="rotten_tomatoes|FILE",
+                        help="int8: calibration texts, the first 200 of rotten_tomatoes (its "
+                        "train split) or of a file read as --verify-texts (default: "
+                        "rotten_tomatoes when it is --eval-data, else the verification texts)")
+    tflite.add_argument("--text-column", default="text",
+                        help="--eval-data: the text's CSV column / JSON key (default: "
+                        "%(default)s)")
+    tflite.add_argument("--text-pair-column",
+                        help="--eval-data of a --pairs classifier: the second text's column")
+    tflite.add_argument("--label-column", default="label",
+                        help="--eval-data: the label's column, names or ids of the model's "
+                        "labels (default: %(default)s)")
     args = parser.parse_args(argv)
 
     if args.version is not None and args.version < 0:
@@ -118,7 +174,33 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1.")
     if args.tolerance is not None and not args.tolerance >= 0:
         parser.error("--tolerance must be a number at least 0.")
+    if args.tflite is None:
+        given = [option for option, value in (("--text-input", args.text_input),
+                                              ("--eval-data", args.eval_data),
+                                              ("--representative-data",
+                                               args.representative_data)) if value]
+        if given:
+            parser.error(f"{', '.join(given)}: for TFLite exports; add --tflite.")
+    else:
+        given = [option for option, value in (("--version", args.version is not None),
+                                              ("--dtype bfloat16", args.dtype != "float32"),
+                                              ("--no-warmup", not args.warmup)) if value]
+        if given:
+            parser.error(f"{', '.join(given)}: for SavedModel exports, not --tflite.")
     return args
+
+
+def quantization_list(text):
+    """`--tflite`'s value: the quantizations it names, each once, in order."""
+    from keras_bert_kit.export.tflite import QUANTIZATIONS
+
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in QUANTIZATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown quantization {unknown[0]!r}; give a comma-separated list of "
+            f"{', '.join(QUANTIZATIONS)}.")
+    return tuple(dict.fromkeys(names))
 
 
 # -- model and preprocessor -----------------------------------------------------------
@@ -160,8 +242,10 @@ def make_preprocessor(model, args):
         raise ValueError(f"--pairs is for sequence classifiers; --model {args.model} holds a "
                          f"{type(model).__name__}.")
     if kind not in ("encoder", "pretrainer"):
+        # With --tflite, --sequence-length goes to export_tflite, for any kind.
         given = [option for option, value in (("--vocab", args.vocab), ("--cased", args.cased),
-                                              ("--sequence-length", args.sequence_length))
+                                              ("--sequence-length",
+                                               args.sequence_length and not args.tflite))
                  if value]
         if given:
             raise ValueError(f"{', '.join(given)}: for encoders and pretrainers; this "
@@ -182,13 +266,15 @@ def make_preprocessor(model, args):
 # -- texts ----------------------------------------------------------------------------
 
 
-def read_texts(path, fields):
-    """The texts in `path`: one a line, or `fields` tab-separated strings a line."""
+def read_texts(path, fields, option="--verify-texts"):
+    """The texts in `path` (`option`'s file): one a line, or `fields` tab-separated strings."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{option} {path}: no such file.")
     try:
         with open(path, encoding="utf-8") as f:
             lines = [(number, line.rstrip("\r\n")) for number, line in enumerate(f, 1)]
     except UnicodeDecodeError as e:
-        raise ValueError(f"--verify-texts {path} is not UTF-8 text: {e}") from e
+        raise ValueError(f"{option} {path} is not UTF-8 text: {e}") from e
     texts = []
     for number, line in lines:
         if not line.strip():
@@ -202,20 +288,17 @@ def read_texts(path, fields):
                              f"found {len(parts)}.")
         texts.append(tuple(parts))
     if not texts:
-        raise ValueError(f"--verify-texts {path} holds no text.")
+        raise ValueError(f"{option} {path} holds no text.")
     return texts
 
 
 def verification_texts(builder, path):
     """`--verify-texts`, or built-in texts of the shape `serving_default` reads."""
-    fields = len(builder.text_inputs)
-    if path and not os.path.isfile(path):
-        raise FileNotFoundError(f"--verify-texts {path}: no such file.")
     if path:
-        return read_texts(path, fields)
+        return read_texts(path, len(builder.text_inputs))
     if builder.kind == "qa":
         return list(BUILT_IN_QUESTIONS)
-    return list(BUILT_IN_PAIRS if fields == 2 else BUILT_IN_TEXTS)
+    return list(BUILT_IN_PAIRS if len(builder.text_inputs) == 2 else BUILT_IN_TEXTS)
 
 
 # -- measurements ---------------------------------------------------------------------
@@ -228,15 +311,20 @@ def directory_megabytes(path):
     return total / MEGABYTE
 
 
-def median_latency_ms(function, inputs, calls):
-    """Median milliseconds of `calls` calls of `function(**inputs)`, after one untimed call."""
-    function(**inputs)
+def median_latency_ms(function, samples, calls):
+    """Median milliseconds of `calls` calls of `function(**sample)`, after one untimed call.
+
+    The calls take the `samples` (dicts of inputs) in turn.
+    """
+    import numpy as np
+
+    function(**samples[0])
     times = []
-    for _ in range(calls):
+    for call in range(calls):
         start = time.perf_counter()
-        outputs = function(**inputs)
+        outputs = function(**samples[call % len(samples)])
         for value in outputs.values():
-            value.numpy()  # waits for the result, on any device
+            np.asarray(value)  # waits for the result, on any device
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
 
@@ -256,6 +344,161 @@ def docker_command(base_dir):
     return (f"docker run -p 8500:8500 -p 8501:8501 "
             f"-v {shlex.quote(base_dir)}:{shlex.quote(f'/models/{name}')} "
             f"-e MODEL_NAME={shlex.quote(name)} {SERVING_IMAGE}")
+
+
+# -- TFLite ---------------------------------------------------------------------------
+
+
+def tflite_paths(args):
+    """{quantization: the .tflite file it goes to}, refusing existing files without --overwrite."""
+    stem = os.path.splitext(os.path.basename(args.model))[0]
+    suffix = "_text" if args.text_input else ""
+    paths = {quantization: os.path.join(args.out, f"{stem}_{quantization}{suffix}.tflite")
+             for quantization in args.tflite}
+    if not args.overwrite:
+        existing = [path for path in paths.values() if os.path.lexists(path)]
+        if existing:
+            raise FileExistsError(f"{', '.join(existing)} exist(s): pass --overwrite to "
+                                  "replace, or another --out.")
+    return paths
+
+
+def evaluation_data(model, builder, args):
+    """--eval-data as LabeledTexts whose label ids are the model's; None without it."""
+    from keras_bert_kit import datasets
+    from training.finetune import load_data
+
+    if not args.eval_data:
+        return None
+    if builder.kind != "classifier":
+        raise ValueError(f"--eval-data scores sequence classifiers; --model {args.model} "
+                         f"holds a {type(model).__name__}.")
+    if bool(args.text_pair_column) != builder.pairs:
+        raise ValueError("--text-pair-column and --pairs go together: a pair classifier's "
+                         "--eval-data needs its second texts' column.")
+    names = model.label_names
+    if args.eval_data == "rotten_tomatoes":
+        data = datasets.load_rotten_tomatoes("test")
+        if builder.pairs or model.num_classes != 2 or names not in (None, data.label_names):
+            raise ValueError(
+                f"--eval-data rotten_tomatoes holds single texts labelled {data.label_names}; "
+                f"--model {args.model} is a {model.num_classes}-class classifier"
+                f"{' of text pairs' if builder.pairs else ''} with the labels {names}.")
+        return data
+    data = load_data("classify", args.eval_data, args, names=names)
+    if len(data.label_names) > model.num_classes:
+        raise ValueError(f"--eval-data {args.eval_data} has {len(data.label_names)} labels; "
+                         f"--model {args.model} has {model.num_classes} classes.")
+    return data
+
+
+def representative_texts(builder, args, texts):
+    """int8 calibration texts: --representative-data, else rotten_tomatoes or `texts`."""
+    from keras_bert_kit import datasets
+
+    source = args.representative_data or (
+        "rotten_tomatoes" if args.eval_data == "rotten_tomatoes" else None)
+    if source == "rotten_tomatoes":
+        texts = datasets.load_rotten_tomatoes("train").texts
+    elif source:
+        texts = read_texts(source, len(builder.text_inputs), "--representative-data")
+    return list(texts[:REPRESENTATIVE_TEXTS])
+
+
+def tflite_inputs(model, texts):
+    """A TFLiteModel's inputs for `texts` (strings, or (first, second) pairs)."""
+    pairs = isinstance(texts[0], tuple)
+    firsts = [text[0] for text in texts] if pairs else list(texts)
+    seconds = [text[1] for text in texts] if pairs else None
+    if not model.text_input:
+        return model.features(firsts, seconds)  # host tokenization, as an app does it
+    return {"text": firsts, **({"text_pair": seconds} if pairs else {})}
+
+
+def tflite_accuracy(path, data):
+    """The share of `data` that the classifier in `path` labels right."""
+    from keras_bert_kit import metrics
+    from keras_bert_kit.export import TFLiteModel
+
+    model = TFLiteModel(path)
+    examples = list(zip(data.texts, data.text_pairs)) if data.text_pairs else list(data.texts)
+    predicted = []
+    for start in range(0, len(examples), EVALUATION_BATCH):
+        batch = examples[start:start + EVALUATION_BATCH]
+        predicted.extend(model(**tflite_inputs(model, batch))["label_id"].tolist())
+    return metrics.accuracy(list(data.labels), predicted)
+
+
+def compare_tflite(model, path, texts, preprocessor, quantization, tolerance):
+    """(verify_export's report for `path`, the ExportVerificationError or None).
+
+    The float32 variant is held to `tolerance` (default: verify_export's) and
+    every label equal; quantized variants are measured only.
+    """
+    import math
+
+    from keras_bert_kit.export import ExportVerificationError, verify_export
+
+    if quantization == "none":
+        try:
+            return verify_export(model, path, texts, preprocessor=preprocessor,
+                                 tolerance=tolerance), None
+        except ExportVerificationError as error:
+            failure = error
+    else:
+        failure = None
+    report = verify_export(model, path, texts, preprocessor=preprocessor,
+                           tolerance=math.inf, min_agreement=0.0)
+    return report, failure
+
+
+def run_tflite(args, model, preprocessor, builder, texts):
+    """Writes, checks and times one .tflite per --tflite quantization; returns their paths."""
+    from keras_bert_kit.export import TFLiteModel, export_tflite
+    from training.finetune import score
+
+    evaluation = evaluation_data(model, builder, args)
+    calibration = representative_texts(builder, args, texts) if "int8" in args.tflite else None
+    paths = tflite_paths(args)
+    form, signature = (("text in", "serving_default") if args.text_input
+                       else ("ids in", "predict_ids"))
+    print(f"Exporting {type(model).__name__} ({builder.kind}, {form}) to {args.out} as "
+          f"{', '.join(args.tflite)}...", flush=True)
+    rows, failure = [], None
+    for quantization, path in paths.items():
+        export_tflite(model, path, quantization, text_input=args.text_input,
+                      sequence_length=args.sequence_length, representative_texts=calibration,
+                      preprocessor=preprocessor, pairs=args.pairs, top_k=args.top_k)
+        report, problem = compare_tflite(model, path, texts, preprocessor, quantization,
+                                         args.tolerance)
+        failure = failure or problem
+        parity = report[signature]
+        one_thread = TFLiteModel(path, num_threads=1)
+        samples = [tflite_inputs(one_thread, [text]) for text in texts]
+        row = [
+            os.path.basename(path),
+            f"{os.path.getsize(path) / MEGABYTE:.2f}",
+            f"{parity['max_abs_diff']:.1e}",
+            f"{parity['agreement']:.0%}",
+            f"{median_latency_ms(one_thread, samples, args.latency_calls):.2f}",
+        ]
+        if evaluation is not None:
+            row.append(f"{tflite_accuracy(path, evaluation):.2%}")
+        rows.append(row)
+    header = ["file", "MB", "vs Keras: max |diff|", "agreement",
+              "median ms, 1 sentence, 1 thread"]
+    if evaluation is not None:
+        header.append("accuracy")
+    print(f"\n{len(rows)} TFLite model(s) in {args.out} ({form}, signature "
+          f"{signature}, compared on {len(texts)} text(s))\n")
+    print(text_table(header, rows))
+    if evaluation is not None:
+        keras_accuracy = score("classify", model, evaluation, EVALUATION_BATCH)["accuracy"]
+        print(f"\nKeras model: accuracy {keras_accuracy:.2%} on the {len(evaluation)} "
+              f"example(s) of --eval-data {args.eval_data}")
+    if failure is not None:
+        raise failure
+    return list(paths.values())
 
 
 # -- the job --------------------------------------------------------------------------
@@ -278,6 +521,8 @@ def run(args):
     builder = SignatureBuilder(model, preprocessor, pairs=args.pairs, top_k=args.top_k,
                                max_answer_length=args.max_answer_length)
     texts = verification_texts(builder, args.verify_texts)
+    if args.tflite:
+        return run_tflite(args, model, preprocessor, builder, texts)
     if args.version is not None and not args.overwrite:
         target = os.path.join(args.out, str(args.version))
         if os.path.lexists(target):
@@ -299,7 +544,7 @@ def run(args):
     signatures = read_export_settings(export_dir)["signatures"]
     rows = []
     for name in builder.names:
-        latency = median_latency_ms(loaded.signatures[name], one_sentence[name],
+        latency = median_latency_ms(loaded.signatures[name], [one_sentence[name]],
                                     args.latency_calls)
         rows.append([
             name,
