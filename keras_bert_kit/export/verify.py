@@ -90,8 +90,13 @@ def verification_inputs(builder, texts):
 
 
 def compare_outputs(expected, actual):
-    """(max abs difference of float outputs, fraction of equal non-float elements)."""
-    max_diff, equal, total = 0.0, 0, 0
+    """How `actual` outputs differ from `expected`: a report entry.
+
+    {"max_abs_diff": over every float output, "agreement": the fraction of
+    equal non-float elements, "output_diffs": {float output: its max abs
+    difference}}.
+    """
+    equal, total, output_diffs = 0, 0, {}
     missing = sorted(set(expected) - set(actual))
     if missing:
         raise ExportVerificationError(f"The export lacks the outputs {missing}.")
@@ -106,11 +111,15 @@ def compare_outputs(expected, actual):
             with np.errstate(invalid="ignore"):
                 diff = np.where(same, 0.0, np.abs(a.astype(np.float64) - b))
             diff = np.where(np.isnan(diff), np.inf, diff)
-            max_diff = max(max_diff, float(diff.max(initial=0.0)))
+            output_diffs[name] = float(diff.max(initial=0.0))
         else:
             equal += int(np.sum(a == b))
             total += a.size
-    return max_diff, (equal / total if total else 1.0)
+    return {
+        "max_abs_diff": max(output_diffs.values(), default=0.0),
+        "agreement": equal / total if total else 1.0,
+        "output_diffs": output_diffs,
+    }
 
 
 def _preprocessor_from_assets(vocabulary_path, settings):
@@ -167,8 +176,7 @@ def verify_tflite(model, path, texts, *, preprocessor=None, tolerance=None, min_
     inputs = verification_inputs(builder, texts)[signature]
     expected = builder.functions()[signature](**inputs)
     actual = TFLiteModel(path)(**{name: value.numpy() for name, value in inputs.items()})
-    max_diff, agreement = compare_outputs({k: v.numpy() for k, v in expected.items()}, actual)
-    report = {signature: {"max_abs_diff": max_diff, "agreement": agreement}}
+    report = {signature: compare_outputs({k: v.numpy() for k, v in expected.items()}, actual)}
     return _check_report(report, tolerance, min_agreement, path)
 
 
@@ -193,7 +201,8 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
             (TFLite: per quantization, `DEFAULT_TFLITE_AGREEMENT`).
 
     Returns:
-        {signature: {"max_abs_diff": float, "agreement": float}}.
+        {signature: {"max_abs_diff": float, "agreement": float, "output_diffs":
+        {float output: max abs difference}}}.
 
     Raises:
         ExportVerificationError: a signature differs beyond the bounds.
@@ -220,9 +229,8 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
             raise ExportVerificationError(f"The export has no {name!r} signature.")
         expected = references[name](**inputs)
         actual = loaded.signatures[name](**inputs)
-        max_diff, agreement = compare_outputs(
+        report[name] = compare_outputs(
             {k: v.numpy() for k, v in expected.items()},
             {k: v.numpy() for k, v in actual.items()},
         )
-        report[name] = {"max_abs_diff": max_diff, "agreement": agreement}
     return _check_report(report, tolerance, min_agreement, export_dir)

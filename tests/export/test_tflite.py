@@ -72,6 +72,9 @@ def test_each_quantization_runs_in_litert_and_agrees_with_keras(exported, classi
     path = exported(quantization)
     report = verify_export(classifier, path, TEXTS)
     assert set(report) == {"predict_ids"}
+    diffs = report["predict_ids"]["output_diffs"]
+    assert set(diffs) == {"logits", "probabilities"}
+    assert report["predict_ids"]["max_abs_diff"] == max(diffs.values())
     settings = read_tflite_settings(path)
     assert settings["quantization"] == quantization
     assert settings["custom_ops"] == []
