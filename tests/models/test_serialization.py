@@ -10,7 +10,12 @@ import pytest
 
 import keras_bert_kit as kbk
 from keras_bert_kit import layers as kbk_layers
-from tests.conftest import encoder_inputs, random_inputs, tiny_bert_config
+from tests.conftest import (
+    encoder_inputs,
+    random_inputs,
+    tiny_bert_config,
+    tiny_distilbert_config,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,29 +77,38 @@ def _run_fresh(script):
     return result
 
 
-def test_keras_file_loads_in_fresh_process(architecture, tmp_path):
-    config, encoder_class, pretrainer_class = architecture
-    model = pretrainer_class(encoder_class(config))
-    inputs = random_inputs(config)
-    expected = {k: np.asarray(v) for k, v in model(inputs).items()}
-    np.savez(tmp_path / "inputs.npz", **inputs)
-    model.save(tmp_path / "model.keras")
+def test_keras_files_load_in_fresh_process(tmp_path):
+    # Both architectures in one fresh process: one TensorFlow import, not two.
+    architectures = {
+        "bert": (tiny_bert_config(), kbk.BertEncoder, kbk.BertPretrainer),
+        "distilbert": (tiny_distilbert_config(), kbk.DistilBertEncoder, kbk.DistilBertPretrainer),
+    }
+    expected = {}
+    for name, (config, encoder_class, pretrainer_class) in architectures.items():
+        model = pretrainer_class(encoder_class(config))
+        inputs = random_inputs(config)
+        expected[name] = {k: np.asarray(v) for k, v in model(inputs).items()}
+        np.savez(tmp_path / f"{name}_inputs.npz", **inputs)
+        model.save(tmp_path / f"{name}.keras")
 
     _run_fresh(f"""
-        import keras, numpy as np
+        import os, keras, numpy as np
         import keras_bert_kit  # registers the classes, as for any Keras extension
-        model = keras.models.load_model({str(tmp_path / "model.keras")!r})
-        assert type(model).__module__.startswith("keras_bert_kit"), type(model)
-        head, encoder = model.masked_lm_head, model.encoder
-        assert head.token_embedding.embeddings is encoder.token_embedding.embeddings
-        inputs = dict(np.load({str(tmp_path / "inputs.npz")!r}))
-        outputs = {{k: np.asarray(v) for k, v in model(inputs).items()}}
-        np.savez({str(tmp_path / "outputs.npz")!r}, **outputs)
+        for name in {list(architectures)!r}:
+            path = os.path.join({str(tmp_path)!r}, name)
+            model = keras.models.load_model(path + ".keras")
+            assert type(model).__module__.startswith("keras_bert_kit"), type(model)
+            head, encoder = model.masked_lm_head, model.encoder
+            assert head.token_embedding.embeddings is encoder.token_embedding.embeddings
+            inputs = dict(np.load(path + "_inputs.npz"))
+            outputs = {{k: np.asarray(v) for k, v in model(inputs).items()}}
+            np.savez(path + "_outputs.npz", **outputs)
     """)
-    actual = dict(np.load(tmp_path / "outputs.npz"))
-    assert set(actual) == set(expected)
-    for name in expected:
-        np.testing.assert_allclose(actual[name], expected[name], atol=1e-6, rtol=0)
+    for name in architectures:
+        actual = dict(np.load(tmp_path / f"{name}_outputs.npz"))
+        assert set(actual) == set(expected[name])
+        for key in expected[name]:
+            np.testing.assert_allclose(actual[key], expected[name][key], atol=1e-6, rtol=0)
 
 
 def test_tied_weights_survive_save_and_load(tmp_path):

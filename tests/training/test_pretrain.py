@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,9 +121,19 @@ def test_nsp_loss_weight_reaches_bert_and_is_refused_without_nsp():
         pretrain.loss_weights_for(distil, 2.5)
 
 
-def test_run_writes_outputs_with_xla_checked(tmp_path, corpus):
-    config, out = config_file(tmp_path, corpus, jit_compile="auto", nsp_loss_weight=2.0)
+XLA_RUN = dict(jit_compile="auto", nsp_loss_weight=2.0)
+
+
+@pytest.fixture(scope="module")
+def xla_run(tmp_path_factory, corpus):
+    """The output directory of a finished 6-step run (checkpoints at steps 3 and 6)."""
+    config, out = config_file(tmp_path_factory.mktemp("xla_run"), corpus, **XLA_RUN)
     assert pretrain.main(["--config", config, "--quiet"]) == 0
+    return out
+
+
+def test_run_writes_outputs_with_xla_checked(xla_run):
+    out = xla_run
     metrics = json.loads(open(os.path.join(out, "metrics.json")).read())
     assert metrics["xla"] is True and metrics["replicas"] == 1
     history = metrics["history"]
@@ -176,18 +187,21 @@ def test_sigkill_mid_run_then_the_same_command_resumes(tmp_path, corpus):
     assert int(model.optimizer.iterations.numpy()) == 60  # the step counter went on
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus):
-    config, out = config_file(tmp_path, corpus, steps=3, checkpoint_every=3)
-    assert run_job(command(config)).returncode == 0
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, xla_run):
+    # A copy of a finished run (last checkpoint at step 6) is resumed with a
+    # learning rate that makes the loss non-finite in its first step.
+    config, out = config_file(tmp_path, corpus, **dict(XLA_RUN, jit_compile=False))
+    shutil.copytree(xla_run, out)
     weights = os.path.join(out, "checkpoints", "latest.weights.h5")
     before = open(weights, "rb").read()
     result = run_job(command(config, "--steps", "30", "--learning-rate", "1e30",
                              "--clipnorm", "null", "--warmup-steps", "0"))
     assert result.returncode == 2
-    assert "non-finite at step" in result.stderr and "(step 3)" in result.stderr
+    assert "Resuming from the checkpoint at step 6" in result.stdout
+    assert "non-finite at step" in result.stderr and "(step 6)" in result.stderr
     assert open(weights, "rb").read() == before
     assert json.load(open(os.path.join(out, "checkpoints", "training_metadata.json")))[
-        "epoch"] == 1
+        "epoch"] == 2
 
 
 def test_multi_worker_run_of_two_processes_ends_with_identical_weights(tmp_path, corpus):
