@@ -51,9 +51,10 @@ A PNG plots accuracy against latency for every variant.
 `--int8-study`: which ops cost int8 its accuracy. The teacher's ids-in graph
 is calibrated once with `tf.lite.experimental.QuantizationDebugger` (the same
 texts as the int8 export), its per-layer quantization error is ranked by op
-type, and models keeping op sets in float (`QuantizationDebugOptions(
-denylisted_ops=...)`, `get_nondebug_quantized_model()`) are measured like the
-variants above (accuracy, latency, size).
+type, and models keeping op types or tensors in float (`STUDY_SETS`:
+`QuantizationDebugOptions(denylisted_ops=..., denylisted_nodes=...)`,
+`get_nondebug_quantized_model()`) are measured like the variants above
+(accuracy, latency, size).
 
     .venv/bin/python bench/export_matrix.py                 # full run (`make bench-export`)
     .venv/bin/python bench/export_matrix.py --int8-study    # plus the int8 op study
@@ -69,6 +70,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,17 +94,24 @@ TARGET_DYNAMIC_RANGE_SIZE = 0.3       # x float32 TFLite
 TARGET_QUANTIZED_ACCURACY_LOSS = 1.0  # points vs float32 TFLite
 TARGET_QUANTIZED_SPEEDUP = 1.5        # x float32 TFLite
 TARGET_STUDENT_LOSS = 1.5             # points vs the float32 teacher
-STUDY_SETS = {  # QuantizationDebugOptions(denylisted_ops=...): these stay float
-    "int8 (all ops)": [],
-    "float GATHER (embeddings)": ["GATHER"],
-    "float SOFTMAX": ["SOFTMAX"],
-    "float GELU": ["GELU"],
-    "float LayerNorm ops": ["MEAN", "SQUARED_DIFFERENCE", "RSQRT"],
-    "float BATCH_MATMUL (attention)": ["BATCH_MATMUL"],
-    "float LayerNorm + SOFTMAX": ["MEAN", "SQUARED_DIFFERENCE", "RSQRT",
-                                  "SOFTMAX"],
-    "float LayerNorm + SOFTMAX + GELU": ["MEAN", "SQUARED_DIFFERENCE", "RSQRT",
-                                         "SOFTMAX", "GELU"],
+LAYER_NORM_OPS = ["MEAN", "SQUARED_DIFFERENCE", "RSQRT"]
+# Every tensor of a LayerNorm (its MULs and ADDs too), and the residual ADDs that feed one.
+LAYER_NORM_NODES = r"layer_norm"
+RESIDUAL_NODES = r"layer_norm|embeddings_1/add(_1)?$|transformer_layer_\d+_1/add(_1)?$"
+STUDY_SETS = {  # what stays float: op types (denylisted_ops) and tensors (denylisted_nodes, regex)
+    "int8 (all ops)": dict(ops=[]),
+    "float GATHER (embeddings)": dict(ops=["GATHER"]),
+    "float SOFTMAX": dict(ops=["SOFTMAX"]),
+    "float GELU": dict(ops=["GELU"]),
+    "float LayerNorm ops (MEAN, SQUARED_DIFFERENCE, RSQRT)": dict(ops=LAYER_NORM_OPS),
+    "float BATCH_MATMUL (attention)": dict(ops=["BATCH_MATMUL"]),
+    "float LayerNorm ops + SOFTMAX + GELU": dict(ops=[*LAYER_NORM_OPS, "SOFTMAX", "GELU"]),
+    "float LayerNorm, every tensor": dict(ops=[], nodes=LAYER_NORM_NODES),
+    "float LayerNorm + residual ADDs": dict(ops=[], nodes=RESIDUAL_NODES),
+    "float LayerNorm + residual ADDs + SOFTMAX + GELU": dict(ops=["SOFTMAX", "GELU"],
+                                                            nodes=RESIDUAL_NODES),
+    "int8 FULLY_CONNECTED and BATCH_MATMUL only": dict(
+        ops=["ADD", "MUL", "SUB", *LAYER_NORM_OPS, "SOFTMAX", "GELU", "TANH"]),
 }
 
 
@@ -181,7 +190,9 @@ def student_model(teacher, teacher_path, train, recipe: dict, work_dir: str):
     path = os.path.join(work_dir, f"student-{hashlib.sha1(key.encode()).hexdigest()[:12]}.keras")
     if os.path.exists(path) and teacher_path:
         log(f"student: loading {path}")
-        return keras.saving.load_model(path), path, None
+        with open(path + ".json", encoding="utf-8") as f:
+            seconds = json.load(f)["seconds"]
+        return keras.saving.load_model(path), path, seconds
     data = teacher.preprocessor.dataset(list(train.texts), np.asarray(train.labels),
                                         batch_size=recipe["batch_size"], shuffle=True,
                                         seed=recipe["seed"])
@@ -418,13 +429,14 @@ def op_type_errors(rows: list[dict]) -> tuple[list, list]:
         if scale:
             error = float(np.sqrt(float(row["mean_squared_error"]))) / scale
             by_tensor[(row["op_name"], row["tensor_name"])].append(error)
-    tensors = [[op, name, float(np.mean(errors))] for (op, name), errors in by_tensor.items()]
+    tensors = [[op, name, float(np.nanmean(errors))] for (op, name), errors in by_tensor.items()]
     by_type = collections.defaultdict(list)
     for op, _, error in tensors:
         by_type[op].append(error)
-    types = sorted(([name, len(errors), float(np.mean(errors)), float(np.max(errors))]
-                    for name, errors in by_type.items()), key=lambda row: -row[2])
-    return types, sorted(tensors, key=lambda row: -row[2])[:10]
+    types = sorted(([name, len(errors), float(np.nanmean(errors)),
+                     float(np.nanmax(errors))]
+                    for name, errors in by_type.items()), key=lambda row: -np.nan_to_num(row[2]))
+    return types, sorted(tensors, key=lambda row: -np.nan_to_num(row[2]))[:10]
 
 
 def int8_study(model, directory: str, calibration_texts: list[str], debug_texts: list[str],
@@ -486,18 +498,22 @@ def int8_study(model, directory: str, calibration_texts: list[str], debug_texts:
     with open(settings_from.removesuffix(".tflite") + ".json", encoding="utf-8") as f:
         settings = json.load(f)
     variants = []
-    for index, (label, ops) in enumerate(STUDY_SETS.items()):
-        log(f"  int8 study: {label}")
+    tensor_names = sorted({row["tensor_name"] for row in rows})
+    for index, (label, kept) in enumerate(STUDY_SETS.items()):
+        ops = kept["ops"]
+        nodes = [name for name in tensor_names
+                 if kept.get("nodes") and re.search(kept["nodes"], name)]
+        log(f"  int8 study: {label} ({len(ops)} op types, {len(nodes)} tensors in float)")
         debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_ops=ops or None)
+            denylisted_ops=ops or None, denylisted_nodes=nodes or None)
         path = os.path.join(directory, f"int8_study_{index}.tflite")
         with open(path, "wb") as f:
             f.write(debugger.get_nondebug_quantized_model())
         with open(path.removesuffix(".tflite") + ".json", "w", encoding="utf-8") as f:
-            json.dump(dict(settings, quantization=f"int8, float: {ops}"), f, indent=2)
+            json.dump(dict(settings, quantization=f"int8, float: {kept}"), f, indent=2)
         variants.append(dict(model="teacher", format="TFLite", precision=label, input="ids",
                              path=path, size_bytes=os.path.getsize(path), float_ops=ops,
-                             study=True))
+                             float_tensors=nodes, study=True))
     shutil.rmtree(staging, ignore_errors=True)
     return variants, {"op_types": types, "worst_layers": worst,
                       "calibration_seconds": calibration_seconds}
@@ -649,8 +665,10 @@ def report(meta: dict, variants: dict, tokenization: dict, study: dict | None) -
           f" -> {meta['load_average_measure_end']:.2f}, at end {meta['load_average_end']:.2f}"
           f"{quick}")
     print(f"teacher: {meta['teacher']}")
+    distilled = (f"; distilled in {meta['distill_seconds'] / 60:.1f} minutes"
+                 if meta["distill_seconds"] else "")
     print(f"student: {meta['student']} (recipe: {meta['student_recipe_name']}: "
-          f"{meta['student_recipe']})")
+          f"{meta['student_recipe']}{distilled})")
     print(f"Rotten Tomatoes test: {meta['test_snippets']} snippets, each at batch 1 for accuracy;"
           f" latency: median of {meta['latency_snippets']} test snippets x 1 call, batch 1, "
           f"{meta['rounds']} round-robin rounds; TFLite num_threads=1, SavedModel TensorFlow "
@@ -689,8 +707,9 @@ def report(meta: dict, variants: dict, tokenization: dict, study: dict | None) -
         print(format_table(["op type", "tensor", "rmse/scale"],
                            [[op, name[:70], f"{error:.3f}"] for op, name, error in
                             study["worst_layers"]]))
-        print("\nint8 with op types kept in float (QuantizationDebugOptions(denylisted_ops=...)),"
-              " against the teacher's float32 TFLite ids-in:")
+        print("\nint8 with op types or tensors kept in float (QuantizationDebugOptions("
+              "denylisted_ops=..., denylisted_nodes=...)), against the teacher's float32 "
+              "TFLite ids-in:")
         print(study_table(variants))
     print(f"\nplot: {meta['plot']}")
     return found
