@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving install lock clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving bench-export install lock clean
 
 install: $(STAMP)
 
@@ -58,6 +58,9 @@ bench-pretrain: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving_throughput.py
+
+bench-export: $(STAMP)
+	$(BIN)/python bench/export_matrix.py --int8-study
 
 # Regenerates constraints.txt from the installed .venv (after changing a pin: make lock, then
 # check that make test passes on a fresh clone). The CPU torch build's "+cpu" label is dropped
