@@ -100,6 +100,27 @@ def test_int8_is_calibrated_on_int32_ids_and_quantizes_activations(exported):
     assert "QUANTIZE" in ops and "DEQUANTIZE" in ops  # float fallback around int8 kernels
 
 
+def test_int8_keeps_the_element_wise_ops_in_float_by_default(exported, classifier, tmp_path):
+    from keras_bert_kit.export.tflite import INT8_FLOAT_OPS
+
+    assert read_tflite_settings(exported("int8"))["float_ops"] == list(INT8_FLOAT_OPS)
+    assert read_tflite_settings(exported("dynamic_range"))["float_ops"] == []
+    path = export_tflite(classifier, tmp_path / "all_int8.tflite", "int8",
+                         representative_texts=TEXTS * 4, int8_float_ops=())
+    all_int8 = TFLiteModel(path).interpreter.get_tensor_details()
+    mixed = TFLiteModel(exported("int8")).interpreter.get_tensor_details()
+
+    def int8_outputs(details, op_name):
+        return sum(d["dtype"] == np.int8 and op_name in d["name"] for d in details)
+
+    # Without the denylist LayerNorm's rsqrt runs in int8; with it, in float.
+    assert int8_outputs(all_int8, "Rsqrt") > 0 and int8_outputs(mixed, "Rsqrt") == 0
+    verify_export(classifier, path, TEXTS)
+    with pytest.raises(ValueError, match="int8_float_ops"):
+        export_tflite(classifier, tmp_path / "bad.tflite", "int8",
+                      representative_texts=TEXTS, int8_float_ops="SOFTMAX")
+
+
 def test_int8_needs_representative_texts(classifier, tmp_path):
     with pytest.raises(ValueError, match="representative_texts"):
         export_tflite(classifier, tmp_path / "m.tflite", "int8")
