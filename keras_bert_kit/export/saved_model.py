@@ -191,8 +191,10 @@ def export_saved_model(
             # matrix products off AMX (bench/serving_throughput.py: about
             # 1.7x faster frozen).
             functions = {name: frozen_function(f) for name, f in functions.items()}
-        else:
-            archive.track(builder.model)
+        # The endpoints bring the variables they read. Tracking the model as
+        # well would save every weight twice (Keras 3.15's ExportArchive keeps
+        # the Keras variables and, apart, the tf.Variables under them): a
+        # SavedModel twice the size, and twice the memory in the server.
         archive.track(builder.preprocessor)
         for name, function in functions.items():
             archive.add_endpoint(name, function)

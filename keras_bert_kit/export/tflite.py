@@ -428,7 +428,6 @@ def export_tflite(
     staging = tempfile.mkdtemp(prefix="keras_bert_kit_tflite_")
     try:
         archive = keras.export.ExportArchive()
-        archive.track(builder.model)
         archive.track(builder.preprocessor)
         archive.add_endpoint(signature, function)
         archive.write_out(staging, verbose=False)

@@ -136,6 +136,13 @@ def test_tf_serving_layout_assets_and_settings(exports, models):
     tagger_settings = read_export_settings(exports["tagger"])
     assert tagger_settings["dtype"] == "bfloat16" and tagger_settings["weights"] == "constants"
     assert settings["weights"] == "variables"
+    # Each weight is saved once: the checkpoint holds as many values as the model.
+    for name in ("classifier", "qa", "pretrainer", "encoder"):
+        checkpoint = tf.train.load_checkpoint(os.path.join(exports[name], "variables",
+                                                           "variables"))
+        values = sum(int(np.prod(shape)) for key, shape in
+                     checkpoint.get_variable_to_shape_map().items() if "VARIABLE_VALUE" in key)
+        assert values == models[name].count_params(), name
 
 
 def test_classifier_signatures_in_both_loaders(run_both, models):
