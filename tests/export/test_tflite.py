@@ -70,7 +70,12 @@ def exported(classifier, tmp_path_factory):
 def test_each_quantization_runs_in_litert_and_agrees_with_keras(exported, classifier,
                                                                  quantization):
     path = exported(quantization)
-    report = verify_export(classifier, path, TEXTS)
+    # The tiny random classifier's classes are nearly tied (probabilities
+    # within about 0.01), so 8-bit rounding may flip its labels: for those
+    # variants only the float outputs are held to the tolerance here
+    # (bench/export_matrix.py measures label agreement on a real model).
+    quantized = quantization in ("dynamic_range", "int8")
+    report = verify_export(classifier, path, TEXTS, min_agreement=0.0 if quantized else None)
     assert set(report) == {"predict_ids"}
     diffs = report["predict_ids"]["output_diffs"]
     assert set(diffs) == {"logits", "probabilities"}
@@ -115,7 +120,7 @@ def test_int8_keeps_the_element_wise_ops_in_float_by_default(exported, classifie
 
     # Without the denylist LayerNorm's rsqrt runs in int8; with it, in float.
     assert int8_outputs(all_int8, "Rsqrt") > 0 and int8_outputs(mixed, "Rsqrt") == 0
-    verify_export(classifier, path, TEXTS)
+    verify_export(classifier, path, TEXTS, min_agreement=0.0)  # nearly tied classes
     with pytest.raises(ValueError, match="int8_float_ops"):
         export_tflite(classifier, tmp_path / "bad.tflite", "int8",
                       representative_texts=TEXTS, int8_float_ops="SOFTMAX")
@@ -162,7 +167,7 @@ def test_text_in_model_matches_the_tf_text_keras_model(exported, classifier):
 
 def test_text_in_int8_calibrates_through_the_tokenizer(exported, classifier):
     path = exported("int8", text_input=True)
-    verify_export(classifier, path, TEXTS)
+    verify_export(classifier, path, TEXTS, min_agreement=0.0)  # nearly tied classes
     assert read_tflite_settings(path)["custom_ops"]
 
 
