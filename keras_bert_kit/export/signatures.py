@@ -27,6 +27,7 @@ from keras_bert_kit.models.encoder import TransformerEncoder
 from keras_bert_kit.models.pretrainers import Pretrainer
 from keras_bert_kit.tasks import SequenceClassifier, SpanExtractor, TokenClassifier
 from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
+from keras_bert_kit.tokenization.tokenizer import BertTokenizer
 from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
 from keras_bert_kit.validation import check_int
 
@@ -119,6 +120,23 @@ def resolve_preprocessor(model, preprocessor=None):
     return preprocessor
 
 
+def preprocessor_from_settings(vocabulary_path, settings, sequence_length=None,
+                               padding="longest"):
+    """The `BertPreprocessor` an export's settings describe, over its vocabulary file.
+
+    `settings`: an export's recorded settings (`lowercase`, `strip_accents`,
+    `normalizer`, `sequence_length`); `sequence_length` overrides theirs.
+    """
+    tokenizer = BertTokenizer(
+        vocabulary_path,
+        lowercase=settings["lowercase"],
+        strip_accents=settings["strip_accents"],
+        normalizer=settings["normalizer"],
+    )
+    return BertPreprocessor(tokenizer, sequence_length=sequence_length or
+                            settings["sequence_length"], padding=padding)
+
+
 def _text_specs(*names):
     return [tf.TensorSpec([None], tf.string, name=name) for name in names]
 
@@ -205,6 +223,30 @@ class SignatureBuilder:
     def id_inputs(self):
         """The int32 `[batch, seq]` inputs of `predict_ids`."""
         return tuple(self.encoder.input_names)
+
+    def text_columns(self, texts, what="texts"):
+        """`texts` as one string tensor per text input of `serving_default`.
+
+        Strings, or (first, second) string pairs for a model with two text
+        inputs; `what` names the argument in errors.
+        """
+        texts = list(texts)
+        if not texts:
+            raise ValueError(f"`{what}` is empty: give at least one text.")
+        if len(self.text_inputs) == 2:
+            if not all(
+                isinstance(t, (tuple, list)) and len(t) == 2
+                and all(isinstance(s, str) for s in t)
+                for t in texts
+            ):
+                raise ValueError(
+                    f"This {self.kind} reads {self.text_inputs}: `{what}` must be "
+                    "(first, second) pairs of strings."
+                )
+            return [tf.constant([t[i] for t in texts]) for i in (0, 1)]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"`{what}` must be strings.")
+        return [tf.constant(texts)]
 
     def functions(self):
         """{signature name: `tf.function`} for every signature of this model."""

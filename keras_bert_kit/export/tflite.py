@@ -147,27 +147,18 @@ def _check_arguments(model, path, quantization, text_input, sequence_length,
     return kind
 
 
-def _representative_dataset(builder, function, texts, text_input):
-    """Calibration samples, one text each, as the function's inputs: ids in int32 (or text)."""
-    texts = list(texts)
-    pairs = len(builder.text_inputs) == 2
-    for text in texts:
-        ok = (isinstance(text, (tuple, list)) and len(text) == 2
-              and all(isinstance(t, str) for t in text)) if pairs else isinstance(text, str)
-        if not ok:
-            wanted = "(first, second) string pairs" if pairs else "strings"
-            raise ValueError(f"`representative_texts` must hold {wanted}; got {text!r:.80}.")
-    names = [spec.name for spec in function.get_concrete_function().structured_input_signature[0]]
+def _representative_dataset(builder, texts, text_input):
+    """Calibration samples, one text each, as the signature's inputs: int32 ids (or text)."""
+    columns = builder.text_columns(texts, what="representative_texts")
 
     def samples():
-        for text in texts:
-            columns = [tf.constant([t]) for t in (text if pairs else (text,))]
+        for i in range(int(columns[0].shape[0])):
+            row = [column[i:i + 1] for column in columns]
             if text_input:
-                values = [column.numpy() for column in columns]
+                yield {name: value.numpy() for name, value in zip(builder.text_inputs, row)}
             else:
-                features = builder.packer(tuple(columns) if pairs else columns[0])
-                values = [features[name].numpy() for name in names]
-            yield dict(zip(names, values))
+                features = builder.packer(tuple(row) if len(row) == 2 else row[0])
+                yield {name: features[name].numpy() for name in builder.id_inputs}
 
     return samples
 
@@ -423,8 +414,7 @@ def export_tflite(
     function = builder.functions()[signature]
     representative = None
     if quantization == "int8":
-        representative = _representative_dataset(builder, function, representative_texts,
-                                                  text_input)
+        representative = _representative_dataset(builder, representative_texts, text_input)
     staging = tempfile.mkdtemp(prefix="keras_bert_kit_tflite_")
     try:
         archive = keras.export.ExportArchive()

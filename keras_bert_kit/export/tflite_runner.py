@@ -13,10 +13,9 @@ import os
 import numpy as np
 
 from keras_bert_kit.errors import InvalidIdsError
+from keras_bert_kit.export.signatures import preprocessor_from_settings
 from keras_bert_kit.export.tflite import read_tflite_settings
 from keras_bert_kit.id_checks import check_id_range
-from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
-from keras_bert_kit.tokenization.tokenizer import BertTokenizer
 
 
 class TFLiteInvocationError(RuntimeError):
@@ -68,6 +67,12 @@ class TFLiteModel:
         self._preprocessor = None
 
     @property
+    def vocabulary_path(self) -> str:
+        """The vocabulary file beside the model, as its settings name it."""
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)),
+                            self.settings["vocabulary"])
+
+    @property
     def text_input(self) -> bool:
         return bool(self.settings["text_input"])
 
@@ -86,16 +91,10 @@ class TFLiteModel:
         if self.text_input:
             raise ValueError("This model takes text: call it with text=[...].")
         if self._preprocessor is None:
-            directory = os.path.dirname(os.path.abspath(self.path))
-            settings = self.settings
-            tokenizer = BertTokenizer(
-                os.path.join(directory, settings["vocabulary"]),
-                lowercase=settings["lowercase"], strip_accents=settings["strip_accents"],
-                normalizer=settings["normalizer"],
-            )
-            fixed = settings["sequence_length"]
-            self._preprocessor = BertPreprocessor(
-                tokenizer, sequence_length=fixed or settings["max_sequence_length"],
+            fixed = self.settings["sequence_length"]
+            self._preprocessor = preprocessor_from_settings(
+                self.vocabulary_path, self.settings,
+                sequence_length=fixed or self.settings["max_sequence_length"],
                 padding="max_length" if fixed else "longest",
             )
         x = list(texts) if text_pairs is None else (list(texts), list(text_pairs))

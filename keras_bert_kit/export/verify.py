@@ -8,11 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bert_kit.export.saved_model import read_export_settings
-from keras_bert_kit.export.signatures import SignatureBuilder
-from keras_bert_kit.export.tflite import read_tflite_settings, tflite_builder
+from keras_bert_kit.export.signatures import SignatureBuilder, preprocessor_from_settings
+from keras_bert_kit.export.tflite import tflite_builder
 from keras_bert_kit.export.tflite_runner import TFLiteModel
-from keras_bert_kit.tokenization.preprocessor import BertPreprocessor
-from keras_bert_kit.tokenization.tokenizer import BertTokenizer
 from keras_bert_kit.tokenization.vocabulary import MASK_TOKEN
 
 # Float32 exports run the model's own kernels: differences are reassociation
@@ -38,33 +36,13 @@ def _mask_a_word(text):
     return " ".join(words)
 
 
-def _columns(builder, texts):
-    """`texts` as one string tensor per text input of `serving_default`."""
-    texts = list(texts)
-    if not texts:
-        raise ValueError("`texts` is empty: give at least one text to compare on.")
-    if len(builder.text_inputs) == 2:
-        if not all(
-            isinstance(t, (tuple, list)) and len(t) == 2 and all(isinstance(s, str) for s in t)
-            for t in texts
-        ):
-            raise ValueError(
-                f"This {builder.kind} reads {builder.text_inputs}: verify it on "
-                "(first, second) pairs of strings."
-            )
-        return [tf.constant([t[i] for t in texts]) for i in (0, 1)]
-    if not all(isinstance(t, str) for t in texts):
-        raise ValueError("`texts` must be strings.")
-    return [tf.constant(texts)]
-
-
 def verification_inputs(builder, texts):
     """{signature name: {input name: tensor}} for every signature, made from `texts`.
 
     Pretrainers are asked about texts with a [MASK] (the middle word of a
     text without one); `predict_ids` gets the ids the text signatures make.
     """
-    columns = _columns(builder, texts)
+    columns = builder.text_columns(texts)
     first = columns[0]
     masked = tf.constant([
         t if MASK_TOKEN in t else _mask_a_word(t) for t in (s.decode() for s in first.numpy())
@@ -122,17 +100,6 @@ def compare_outputs(expected, actual):
     }
 
 
-def _preprocessor_from_assets(vocabulary_path, settings):
-    tokenizer = BertTokenizer(
-        vocabulary_path,
-        lowercase=settings["lowercase"],
-        strip_accents=settings["strip_accents"],
-        normalizer=settings["normalizer"],
-    )
-    return BertPreprocessor(tokenizer, sequence_length=settings["sequence_length"],
-                            padding="longest")
-
-
 def _check_report(report, tolerance, min_agreement, where):
     failures = [
         f"{name}: max abs difference {r['max_abs_diff']:.3g} (tolerance {tolerance:g}), "
@@ -155,16 +122,15 @@ def verify_tflite(model, path, texts, *, preprocessor=None, tolerance=None, min_
     tokenizer. Defaults: `DEFAULT_TFLITE_TOLERANCES` and
     `DEFAULT_TFLITE_AGREEMENT` for the file's quantization.
     """
-    settings = read_tflite_settings(path)
+    runner = TFLiteModel(path)
+    settings = runner.settings
     quantization = settings["quantization"]
     tolerance = DEFAULT_TFLITE_TOLERANCES[quantization] if tolerance is None else tolerance
     if min_agreement is None:
         min_agreement = DEFAULT_TFLITE_AGREEMENT[quantization]
     if preprocessor is None and getattr(model, "preprocessor", None) is None:
-        preprocessor = _preprocessor_from_assets(
-            os.path.join(os.path.dirname(os.path.abspath(path)), settings["vocabulary"]),
-            settings,
-        )
+        preprocessor = preprocessor_from_settings(
+            runner.vocabulary_path, settings, sequence_length=settings["max_sequence_length"])
     text_input = settings["text_input"]
     builder = tflite_builder(
         model, preprocessor=preprocessor, pairs=settings["pairs"], text_input=text_input,
@@ -175,7 +141,7 @@ def verify_tflite(model, path, texts, *, preprocessor=None, tolerance=None, min_
     signature = settings["signature"]
     inputs = verification_inputs(builder, texts)[signature]
     expected = builder.functions()[signature](**inputs)
-    actual = TFLiteModel(path)(**{name: value.numpy() for name, value in inputs.items()})
+    actual = runner(**{name: value.numpy() for name, value in inputs.items()})
     report = {signature: compare_outputs({k: v.numpy() for k, v in expected.items()}, actual)}
     return _check_report(report, tolerance, min_agreement, path)
 
@@ -215,7 +181,7 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCES[settings["dtype"]]
     if preprocessor is None and getattr(model, "preprocessor", None) is None:
-        preprocessor = _preprocessor_from_assets(
+        preprocessor = preprocessor_from_settings(
             os.path.join(export_dir, "assets", "vocab.txt"), settings)
     builder = SignatureBuilder(
         model, preprocessor, pairs=settings["pairs"], top_k=settings["top_k"] or 5,

@@ -242,6 +242,7 @@ def test_encoder_text_in(other_kinds, tmp_path):
     path = export_tflite(encoder, tmp_path / "encoder.tflite", text_input=True,
                          preprocessor=preprocessor)
     verify_export(encoder, path, texts, preprocessor=preprocessor)
+    verify_export(encoder, path, texts)  # the preprocessor rebuilt from the sidecar
     embeddings = TFLiteModel(path)(text=["hello world"])["mean_embedding"]
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, rtol=1e-5)
 
