@@ -1,0 +1,7 @@
+"""Serving the exports: a TF Serving gRPC client and a TF Serving-compatible server.
+
+`serving.client` talks to `tensorflow_model_server` (production: the
+`tensorflow/serving` image) or to `serving.server`, which speaks the same
+gRPC and REST protocols and loads models the same way, for development and
+tests. The library (`keras_bert_kit`) never imports this package.
+"""
