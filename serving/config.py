@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import urllib.parse
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -70,14 +69,21 @@ class ModelConfig:
             raise ValueError(f"model {self.name!r} needs a non-empty base_path")
         if self.policy not in VERSION_POLICIES:
             raise ValueError(
-                f"model {self.name!r}: version policy must be one of {VERSION_POLICIES}, got {self.policy!r}"
+                f"model {self.name!r}: version policy must be one of {VERSION_POLICIES}, "
+                f"got {self.policy!r}"
             )
         if self.num_versions < 1:
-            raise ValueError(f"model {self.name!r}: num_versions must be >= 1, got {self.num_versions}")
+            raise ValueError(
+                f"model {self.name!r}: num_versions must be >= 1, got {self.num_versions}"
+            )
         if self.policy == "specific" and not self.versions:
-            raise ValueError(f"model {self.name!r}: a specific version policy needs at least one version")
+            raise ValueError(
+                f"model {self.name!r}: a specific version policy needs at least one version"
+            )
         if self.policy != "specific" and self.versions:
-            raise ValueError(f"model {self.name!r}: versions are only given with the specific policy")
+            raise ValueError(
+                f"model {self.name!r}: versions are only given with the specific policy"
+            )
         negative = [v for v in self.versions if v < 0]
         if negative:
             raise ValueError(f"model {self.name!r}: versions must be >= 0, got {negative}")
@@ -85,7 +91,9 @@ class ModelConfig:
             if not label:
                 raise ValueError(f"model {self.name!r}: a version label needs a non-empty name")
             if version < 0:
-                raise ValueError(f"model {self.name!r}: label {label!r} points to negative version {version}")
+                raise ValueError(
+                    f"model {self.name!r}: label {label!r} points to negative version {version}"
+                )
             if self.policy == "specific" and version not in self.versions:
                 raise ValueError(
                     f"model {self.name!r}: label {label!r} points to version {version}, "
@@ -127,20 +135,32 @@ class BatchingParameters:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive; was {getattr(self, name)}")
         if self.batch_timeout_micros < 0:
-            raise ValueError(f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}")
+            raise ValueError(
+                f"batch_timeout_micros must be non-negative; was {self.batch_timeout_micros}"
+            )
         if self.max_execution_batch_size is not None and self.max_execution_batch_size < 1:
-            raise ValueError(f"max_execution_batch_size must be positive; was {self.max_execution_batch_size}")
+            raise ValueError(
+                f"max_execution_batch_size must be positive; was {self.max_execution_batch_size}"
+            )
         if self.enable_large_batch_splitting and self.execution_batch_size > self.max_batch_size:
             raise ValueError(
-                "with enable_large_batch_splitting, max_batch_size must be >= max_execution_batch_size; "
+                "with enable_large_batch_splitting, max_batch_size must be >= "
+                "max_execution_batch_size; "
                 f"got {self.max_batch_size} < {self.execution_batch_size}"
             )
         sizes = self.allowed_batch_sizes
         if sizes:
             if sizes[0] < 1 or any(later <= earlier for earlier, later in zip(sizes, sizes[1:])):
-                raise ValueError(f"allowed_batch_sizes entries must be positive and increasing; got {list(sizes)}")
+                raise ValueError(
+                    "allowed_batch_sizes entries must be positive and increasing; "
+                    f"got {list(sizes)}"
+                )
             if sizes[-1] != self.execution_batch_size:
-                limit = "max_execution_batch_size" if self.enable_large_batch_splitting else "max_batch_size"
+                limit = (
+                    "max_execution_batch_size"
+                    if self.enable_large_batch_splitting
+                    else "max_batch_size"
+                )
                 raise ValueError(
                     f"Last entry in allowed_batch_sizes must match {limit}; "
                     f"last entry was {sizes[-1]}; expected {self.execution_batch_size}"
@@ -175,9 +195,13 @@ class SSLConfig:
         for name, value in pems.items():
             if "-----BEGIN " not in value:
                 shown = "empty" if not value else f"starts {value[:40]!r}"
-                raise ValueError(f"{name} must hold PEM contents (-----BEGIN ...), not a path; it is {shown}")
+                raise ValueError(
+                    f"{name} must hold PEM contents (-----BEGIN ...), not a path; it is {shown}"
+                )
         if self.client_verify and not self.custom_ca:
-            raise ValueError("client_verify needs custom_ca: the CA that signs the client certificates")
+            raise ValueError(
+                "client_verify needs custom_ca: the CA that signs the client certificates"
+            )
 
 
 def _read_text_proto(path, message):
@@ -189,13 +213,17 @@ def _read_text_proto(path, message):
             # pipe, /dev/zero) says nothing about what reading it yields.
             data = file.read(MAX_CONFIG_FILE_BYTES + 1)
     except OSError as error:
-        raise ValueError(f"{path}: cannot read the config file: {error.strerror or error}") from error
+        raise ValueError(
+            f"{path}: cannot read the config file: {error.strerror or error}"
+        ) from error
     if len(data) > MAX_CONFIG_FILE_BYTES:
         raise ValueError(f"{path}: larger than {MAX_CONFIG_FILE_BYTES} bytes; not a config file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}); not a text proto") from error
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.start}); not a text proto"
+        ) from error
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as error:
@@ -224,7 +252,8 @@ def _platform(model: model_server_config_pb2.ModelConfig, source: str) -> str:
     if model.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
         if model.model_platform:
             raise ValueError(
-                f"{source}: model {name} sets both model_type (deprecated) and model_platform; set model_platform only"
+                f"{source}: model {name} sets both model_type (deprecated) and "
+                "model_platform; set model_platform only"
             )
         if model.model_type != model_server_config_pb2.TENSORFLOW:
             type_name = model_server_config_pb2.ModelType.Name(model.model_type)
@@ -236,16 +265,14 @@ def _platform(model: model_server_config_pb2.ModelConfig, source: str) -> str:
 def _base_path(model: model_server_config_pb2.ModelConfig, source: str) -> str:
     if not model.base_path:
         raise ValueError(f"{source}: model {model.name!r} needs a non-empty base_path")
-    scheme = urllib.parse.urlsplit(model.base_path).scheme
-    # One letter is a Windows drive, not a URI scheme.
-    if len(scheme) > 1 and scheme != "file":
+    # A URI is `scheme://...`, as TensorFlow's io::ParseURI reads one.
+    uri = re.match(r"([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)", model.base_path)
+    if uri and uri[1] != "file":
         raise ValueError(
-            f"{source}: model {model.name!r}: base_path {model.base_path!r} is a {scheme}:// URI; "
+            f"{source}: model {model.name!r}: base_path {model.base_path!r} is a {uri[1]}:// URI; "
             "this server reads local directories only (tensorflow_model_server reads the URI)"
         )
-    if scheme == "file":
-        return os.path.abspath(urllib.parse.urlsplit(model.base_path).path)
-    return os.path.abspath(model.base_path)
+    return os.path.abspath(uri[2] if uri else model.base_path)
 
 
 def _version_policy(model: model_server_config_pb2.ModelConfig) -> dict:
@@ -272,7 +299,9 @@ def model_configs_from_proto(
     """
     kind = config.WhichOneof("config")
     if kind == "custom_model_config":
-        raise ValueError(f"{source}: custom_model_config is not supported; list the models in model_config_list")
+        raise ValueError(
+            f"{source}: custom_model_config is not supported; list the models in model_config_list"
+        )
     if kind is None or not config.model_config_list.config:
         raise ValueError(f"{source}: model_config_list lists no models")
     models = []
@@ -281,7 +310,9 @@ def model_configs_from_proto(
         if not model.name:
             raise ValueError(f"{source}: every model in model_config_list needs a non-empty name")
         if model.name in seen:
-            raise ValueError(f"{source}: Illegal to list model {model.name} multiple times in config list")
+            raise ValueError(
+                f"{source}: Illegal to list model {model.name} multiple times in config list"
+            )
         seen.add(model.name)
         platform = _platform(model, source)
         if platform != TENSORFLOW_PLATFORM:
@@ -290,7 +321,10 @@ def model_configs_from_proto(
                 f"this server serves {TENSORFLOW_PLATFORM!r} SavedModels only"
             )
         if model.HasField("logging_config"):
-            raise ValueError(f"{source}: model {model.name!r}: logging_config (request logging) is not supported")
+            raise ValueError(
+                f"{source}: model {model.name!r}: "
+                "logging_config (request logging) is not supported"
+            )
         models.append(
             _build(
                 source,
@@ -344,10 +378,13 @@ def read_batching_parameters(path) -> BatchingParameters:
 
 
 def read_monitoring_config(path) -> MonitoringConfig:
-    """A `--monitoring_config_file`, e.g. `prometheus_config { enable: true, path: "/metrics" }`."""
+    """A `--monitoring_config_file`: `prometheus_config { enable: true, path: "/metrics" }`."""
     prometheus = _read_text_proto(path, protos.MonitoringConfig()).prometheus_config
     return _build(
-        os.fspath(path), MonitoringConfig, enable=prometheus.enable, path=prometheus.path or PROMETHEUS_PATH
+        os.fspath(path),
+        MonitoringConfig,
+        enable=prometheus.enable,
+        path=prometheus.path or PROMETHEUS_PATH,
     )
 
 

@@ -149,7 +149,9 @@ class Metrics:
                 else:
                     series = (OVERFLOW_LABEL,) * 3
             model_name, model_version, signature_name = series
-            self._counts[(model_name, code.name, model_version, signature_name, api_name, entrypoint)] += 1
+            self._counts[
+                (model_name, code.name, model_version, signature_name, api_name, entrypoint)
+            ] += 1
             if code == grpc.StatusCode.OK:
                 key = (model_name, api_name, entrypoint, model_version, signature_name)
                 self._latencies.setdefault(key, _Histogram()).add(seconds * 1e6)
@@ -159,7 +161,8 @@ class Metrics:
         with self._lock:
             counts = sorted(self._counts.items())
             latencies = sorted(
-                (key, list(histogram.buckets), histogram.total) for key, histogram in self._latencies.items()
+                (key, list(histogram.buckets), histogram.total)
+                for key, histogram in self._latencies.items()
             )
         lines = []
         if counts:

@@ -40,9 +40,7 @@ PROMETHEUS_CONFIG_FIELDS = (
     ("enable", 1, _Field.TYPE_BOOL),
     ("path", 2, _Field.TYPE_STRING),
 )
-MONITORING_CONFIG_FIELDS = (
-    ("prometheus_config", 1, f".{PACKAGE}.PrometheusConfig"),
-)
+MONITORING_CONFIG_FIELDS = (("prometheus_config", 1, f".{PACKAGE}.PrometheusConfig"),)
 SSL_CONFIG_FIELDS = (
     ("server_key", 1, _Field.TYPE_STRING),
     ("server_cert", 2, _Field.TYPE_STRING),
@@ -93,7 +91,10 @@ POOL.Add(
 POOL.Add(
     _file(
         "tensorflow_serving/config/monitoring_config.proto",
-        [("PrometheusConfig", PROMETHEUS_CONFIG_FIELDS), ("MonitoringConfig", MONITORING_CONFIG_FIELDS)],
+        [
+            ("PrometheusConfig", PROMETHEUS_CONFIG_FIELDS),
+            ("MonitoringConfig", MONITORING_CONFIG_FIELDS),
+        ],
     )
 )
 POOL.Add(_file("tensorflow_serving/config/ssl_config.proto", [("SSLConfig", SSL_CONFIG_FIELDS)]))

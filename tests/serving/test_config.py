@@ -8,7 +8,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving import config, protos
 
-KEY_PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+KEY_PEM = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+)
 CERT_PEM = "-----BEGIN CERTIFICATE-----\nMIIDazCCAlOgAwIBAgIUJ\n-----END CERTIFICATE-----\n"
 CA_PEM = CERT_PEM.replace("MIID", "MIIC")
 
@@ -52,7 +54,9 @@ def test_built_descriptors_have_tf_servings_names_and_field_numbers():
             for field in message_class.DESCRIPTOR.fields
         }
 
-    assert protos.BatchingParameters.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"
+    assert (
+        protos.BatchingParameters.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"
+    )
     assert fields(protos.BatchingParameters) == session_bundle_config
     assert protos.BatchingParameters.DESCRIPTOR.fields_by_name["allowed_batch_sizes"].is_repeated
     assert protos.MonitoringConfig.DESCRIPTOR.full_name == "tensorflow.serving.MonitoringConfig"
@@ -64,11 +68,16 @@ def test_built_descriptors_have_tf_servings_names_and_field_numbers():
 
 
 def test_built_messages_round_trip_through_the_wire_and_text_formats():
-    message = protos.BatchingParameters(allowed_batch_sizes=[8, 32], pad_variable_length_inputs=True)
+    message = protos.BatchingParameters(
+        allowed_batch_sizes=[8, 32], pad_variable_length_inputs=True
+    )
     message.max_batch_size.value = 32
     message.thread_pool_name.value = "pool"
     assert protos.BatchingParameters.FromString(message.SerializeToString()) == message
-    assert text_format.Parse(text_format.MessageToString(message), protos.BatchingParameters()) == message
+    assert (
+        text_format.Parse(text_format.MessageToString(message), protos.BatchingParameters())
+        == message
+    )
 
 
 MODELS_CONFIG = """
@@ -93,7 +102,7 @@ model_config_list {
     model_type: TENSORFLOW
     model_version_policy { all {} }
   }
-  config { name: "qa" base_path: "/models/qa" }
+  config { name: "qa" base_path: "models:v2/qa" }
 }
 """
 
@@ -103,11 +112,17 @@ def test_model_config_file_reads_every_policy_label_and_path_form(tmp_path, monk
     path = write(tmp_path, MODELS_CONFIG, "models.config")
     assert config.read_model_config_file(path) == [
         config.ModelConfig(
-            "sentiment", "/models/sentiment", "specific", versions=(1, 2), labels={"stable": 1, "canary": 2}
+            "sentiment",
+            "/models/sentiment",
+            "specific",
+            versions=(1, 2),
+            labels={"stable": 1, "canary": 2},
         ),
-        config.ModelConfig("embedder", str(tmp_path / "exports" / "embedder"), "latest", num_versions=2),
+        config.ModelConfig(
+            "embedder", str(tmp_path / "exports" / "embedder"), "latest", num_versions=2
+        ),
         config.ModelConfig("ner", "/models/ner", "all"),
-        config.ModelConfig("qa", "/models/qa", "latest", num_versions=1),
+        config.ModelConfig("qa", str(tmp_path / "models:v2" / "qa"), "latest", num_versions=1),
     ]
 
 
@@ -115,29 +130,49 @@ def test_model_configs_from_proto_reads_a_built_message_and_latest_zero_serves_o
     message = model_server_config_pb2.ModelServerConfig()
     model = message.model_config_list.config.add(name="m", base_path="/m")
     model.model_version_policy.latest.num_versions = 0
-    assert config.model_configs_from_proto(message) == [config.ModelConfig("m", "/m", "latest", num_versions=1)]
+    assert config.model_configs_from_proto(message) == [
+        config.ModelConfig("m", "/m", "latest", num_versions=1)
+    ]
 
 
 def model_list(*bodies):
-    return "model_config_list {\n" + "\n".join(f"  config {{ {body} }}" for body in bodies) + "\n}\n"
+    return (
+        "model_config_list {\n" + "\n".join(f"  config {{ {body} }}" for body in bodies) + "\n}\n"
+    )
 
 
 @pytest.mark.parametrize(
     "text, problem",
     [
-        (model_list('name: "a" base_path: "/a"', 'name: "a" base_path: "/b"'), "Illegal to list model a multiple"),
+        (
+            model_list('name: "a" base_path: "/a"', 'name: "a" base_path: "/b"'),
+            "Illegal to list model a multiple",
+        ),
         (model_list('base_path: "/a"'), "needs a non-empty name"),
         (model_list('name: "a"'), "needs a non-empty base_path"),
         (model_list('name: "a" base_path: "gs://bucket/a"'), "is a gs:// URI"),
-        (model_list('name: "a" base_path: "/a" model_platform: "tflite"'), "unsupported platform 'tflite'"),
         (
-            model_list('name: "a" base_path: "/a" model_platform: "tensorflow" model_type: TENSORFLOW'),
+            model_list('name: "a" base_path: "/a" model_platform: "tflite"'),
+            "unsupported platform 'tflite'",
+        ),
+        (
+            model_list(
+                'name: "a" base_path: "/a" model_platform: "tensorflow" model_type: TENSORFLOW'
+            ),
             "sets both model_type",
         ),
-        (model_list('name: "a" base_path: "/a" model_type: OTHER'), "model_type OTHER is not supported"),
-        (model_list('name: "a" base_path: "/a" model_version_policy { specific {} }'), "at least one version"),
         (
-            model_list('name: "a" base_path: "/a" model_version_policy { specific { versions: -3 } }'),
+            model_list('name: "a" base_path: "/a" model_type: OTHER'),
+            "model_type OTHER is not supported",
+        ),
+        (
+            model_list('name: "a" base_path: "/a" model_version_policy { specific {} }'),
+            "at least one version",
+        ),
+        (
+            model_list(
+                'name: "a" base_path: "/a" model_version_policy { specific { versions: -3 } }'
+            ),
             "versions must be >= 0",
         ),
         (
@@ -147,18 +182,31 @@ def model_list(*bodies):
             ),
             "label 'canary' points to version 2, which the specific policy does not serve",
         ),
-        (model_list('name: "a" base_path: "/a" version_labels { key: "" value: 2 }'), "non-empty name"),
-        (model_list('name: "a" base_path: "/a" version_labels { key: "x" value: -1 }'), "negative version -1"),
-        (model_list('name: "a" base_path: "/a" logging_config {}'), "logging_config (request logging)"),
+        (
+            model_list('name: "a" base_path: "/a" version_labels { key: "" value: 2 }'),
+            "non-empty name",
+        ),
+        (
+            model_list('name: "a" base_path: "/a" version_labels { key: "x" value: -1 }'),
+            "negative version -1",
+        ),
+        (
+            model_list('name: "a" base_path: "/a" logging_config {}'),
+            "logging_config (request logging)",
+        ),
         ("custom_model_config {}", "custom_model_config is not supported"),
         ("", "lists no models"),
         ("model_config_list {}", "lists no models"),
         (
             'model_config_list {\n  config {\n    name: "a"\n    base_pth: "/a"\n  }\n}\n',
-            'line 4, column 5: not a valid tensorflow.serving.ModelServerConfig text proto: '
+            "line 4, column 5: not a valid tensorflow.serving.ModelServerConfig text proto: "
             'Message type "tensorflow.serving.ModelConfig" has no field named "base_pth"',
         ),
-        ('model_config_list { config { name: "a" base_path: "/a" } ', 'line 1, column 56: not a valid tensorflow.serving.ModelServerConfig text proto: Expected "}"'),
+        (
+            'model_config_list { config { name: "a" base_path: "/a" } ',
+            "line 1, column 56: not a valid tensorflow.serving.ModelServerConfig text proto: "
+            'Expected "}"',
+        ),
         (
             'model_config_list { config { name: "a" base_path: "/a" '
             "model_version_policy { latest { num_versions: -1 } } } }",
@@ -175,7 +223,9 @@ def test_model_config_file_errors_name_the_file_and_the_problem(tmp_path, text, 
 
 
 def test_a_parse_error_on_a_huge_line_is_cut_short(tmp_path):
-    path = write(tmp_path, 'model_config_list { config { name: "' + "a" * 100_000 + '" base_path: 1 } }')
+    path = write(
+        tmp_path, 'model_config_list { config { name: "' + "a" * 100_000 + '" base_path: 1 } }'
+    )
     with pytest.raises(ValueError, match="Expected string") as error:
         config.read_model_config_file(path)
     assert len(str(error.value)) < 1000
@@ -187,7 +237,9 @@ def test_unreadable_oversized_and_binary_files_are_value_errors(tmp_path):
         config.read_model_config_file(missing)
     big = tmp_path / "big.config"
     big.write_bytes(b"#" * (config.MAX_CONFIG_FILE_BYTES + 1))
-    with pytest.raises(ValueError, match=f"{big}: larger than {config.MAX_CONFIG_FILE_BYTES} bytes"):
+    with pytest.raises(
+        ValueError, match=f"{big}: larger than {config.MAX_CONFIG_FILE_BYTES} bytes"
+    ):
         config.read_batching_parameters(big)
     binary = tmp_path / "saved_model.pb"
     binary.write_bytes(b"\x08\x96\x01\xff\xfe")
@@ -246,7 +298,9 @@ def test_large_batch_splitting_caps_each_run_at_max_execution_batch_size(tmp_pat
     parameters = config.read_batching_parameters(path)
     assert parameters.enable_large_batch_splitting
     assert parameters.execution_batch_size == 16
-    unsplit = config.read_batching_parameters(write(tmp_path, "max_execution_batch_size { value: 16 }"))
+    unsplit = config.read_batching_parameters(
+        write(tmp_path, "max_execution_batch_size { value: 16 }")
+    )
     assert unsplit.execution_batch_size == 1000
 
 
@@ -257,11 +311,19 @@ def test_large_batch_splitting_caps_each_run_at_max_execution_batch_size(tmp_pat
         ("num_batch_threads { value: -2 }", "num_batch_threads must be positive; was -2"),
         ("max_enqueued_batches { value: 0 }", "max_enqueued_batches must be positive"),
         ("batch_timeout_micros { value: -1 }", "batch_timeout_micros must be non-negative"),
-        ("max_batch_size { value: 8 } allowed_batch_sizes: 4 allowed_batch_sizes: 2 allowed_batch_sizes: 8", "increasing"),
-        ("max_batch_size { value: 8 } allowed_batch_sizes: 0 allowed_batch_sizes: 8", "positive and increasing"),
+        (
+            "max_batch_size { value: 8 } "
+            "allowed_batch_sizes: 4 allowed_batch_sizes: 2 allowed_batch_sizes: 8",
+            "increasing",
+        ),
+        (
+            "max_batch_size { value: 8 } allowed_batch_sizes: 0 allowed_batch_sizes: 8",
+            "positive and increasing",
+        ),
         (
             "max_batch_size { value: 8 } allowed_batch_sizes: 2 allowed_batch_sizes: 4",
-            "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8",
+            "Last entry in allowed_batch_sizes must match max_batch_size; "
+            "last entry was 4; expected 8",
         ),
         (
             "max_batch_size { value: 8 } enable_large_batch_splitting { value: true } "
@@ -273,9 +335,15 @@ def test_large_batch_splitting_caps_each_run_at_max_execution_batch_size(tmp_pat
             "max_execution_batch_size { value: 4 } allowed_batch_sizes: 8",
             "must match max_execution_batch_size",
         ),
-        ("max_batch_size: 32", 'line 1, column 17: not a valid tensorflow.serving.BatchingParameters text proto'),
-        ("max_batch_size { value: 32 }  # " + "x" * 10_000 + "\nnum_batch_threads: 4", "line 2, column 20"),
-        ("max_batch_size { value: 32 }\nbatch_size { value: 4 }", 'line 2, column 1'),
+        (
+            "max_batch_size: 32",
+            "line 1, column 17: not a valid tensorflow.serving.BatchingParameters text proto",
+        ),
+        (
+            "max_batch_size { value: 32 }  # " + "x" * 10_000 + "\nnum_batch_threads: 4",
+            "line 2, column 20",
+        ),
+        ("max_batch_size { value: 32 }\nbatch_size { value: 4 }", "line 2, column 1"),
     ],
 )
 def test_batching_parameters_errors_name_the_file_and_the_problem(tmp_path, text, problem):
@@ -287,18 +355,25 @@ def test_batching_parameters_errors_name_the_file_and_the_problem(tmp_path, text
 
 
 def test_monitoring_config_file(tmp_path):
-    enabled = write(tmp_path, "prometheus_config {\n  enable: true,\n  path: \"/metrics\"\n}\n")
-    assert config.read_monitoring_config(enabled) == config.MonitoringConfig(enable=True, path="/metrics")
+    enabled = write(tmp_path, 'prometheus_config {\n  enable: true,\n  path: "/metrics"\n}\n')
+    assert config.read_monitoring_config(enabled) == config.MonitoringConfig(
+        enable=True, path="/metrics"
+    )
     default_path = write(tmp_path, "prometheus_config { enable: true }", "default.config")
     assert config.read_monitoring_config(default_path) == config.MonitoringConfig(
         enable=True, path="/monitoring/prometheus/metrics"
     )
-    assert config.read_monitoring_config(write(tmp_path, "", "empty.config")) == config.MonitoringConfig()
-    relative = write(tmp_path, 'prometheus_config { enable: true path: "metrics" }', "relative.config")
+    assert (
+        config.read_monitoring_config(write(tmp_path, "", "empty.config"))
+        == config.MonitoringConfig()
+    )
+    relative = write(
+        tmp_path, 'prometheus_config { enable: true path: "metrics" }', "relative.config"
+    )
     with pytest.raises(ValueError, match=f"{relative}: the Prometheus path must start with '/'"):
         config.read_monitoring_config(relative)
     typo = write(tmp_path, "prometheus_config { enabled: true }", "typo.config")
-    with pytest.raises(ValueError, match=f"{typo}, line 1, column 21: .*no field named \"enabled\""):
+    with pytest.raises(ValueError, match=f'{typo}, line 1, column 21: .*no field named "enabled"'):
         config.read_monitoring_config(typo)
 
 
@@ -313,8 +388,13 @@ def text_format_value(value):
 
 
 def test_ssl_config_file_holds_pem_contents(tmp_path):
-    path = write(tmp_path, ssl_text(server_key=KEY_PEM, server_cert=CERT_PEM, custom_ca=CA_PEM, client_verify=True))
-    assert config.read_ssl_config(path) == config.SSLConfig(KEY_PEM, CERT_PEM, CA_PEM, client_verify=True)
+    path = write(
+        tmp_path,
+        ssl_text(server_key=KEY_PEM, server_cert=CERT_PEM, custom_ca=CA_PEM, client_verify=True),
+    )
+    assert config.read_ssl_config(path) == config.SSLConfig(
+        KEY_PEM, CERT_PEM, CA_PEM, client_verify=True
+    )
     plain = write(tmp_path, ssl_text(server_key=KEY_PEM, server_cert=CERT_PEM), "plain.config")
     assert config.read_ssl_config(plain) == config.SSLConfig(KEY_PEM, CERT_PEM)
 
@@ -322,10 +402,22 @@ def test_ssl_config_file_holds_pem_contents(tmp_path):
 @pytest.mark.parametrize(
     "fields, problem",
     [
-        ({"server_key": "/etc/tls/server.key", "server_cert": CERT_PEM}, "server_key must hold PEM contents"),
-        ({"server_key": KEY_PEM}, "server_cert must hold PEM contents (-----BEGIN ...), not a path; it is empty"),
-        ({"server_key": KEY_PEM, "server_cert": CERT_PEM, "custom_ca": "ca.pem"}, "custom_ca must hold PEM"),
-        ({"server_key": KEY_PEM, "server_cert": CERT_PEM, "client_verify": True}, "client_verify needs custom_ca"),
+        (
+            {"server_key": "/etc/tls/server.key", "server_cert": CERT_PEM},
+            "server_key must hold PEM contents",
+        ),
+        (
+            {"server_key": KEY_PEM},
+            "server_cert must hold PEM contents (-----BEGIN ...), not a path; it is empty",
+        ),
+        (
+            {"server_key": KEY_PEM, "server_cert": CERT_PEM, "custom_ca": "ca.pem"},
+            "custom_ca must hold PEM",
+        ),
+        (
+            {"server_key": KEY_PEM, "server_cert": CERT_PEM, "client_verify": True},
+            "client_verify needs custom_ca",
+        ),
     ],
 )
 def test_ssl_config_errors_name_the_file_and_the_problem(tmp_path, fields, problem):

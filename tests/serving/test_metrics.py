@@ -39,7 +39,7 @@ def parse_exposition(text):
             value = re.sub(r'\\[\\"n]', lambda m: _UNESCAPE[m.group()], label[2])
             assert label[1] not in labels
             labels[label[1]] = value
-            rest = rest[label.end():]
+            rest = rest[label.end() :]
         samples.append((match["name"], labels, float(match["value"])))
     return types, samples
 
@@ -70,11 +70,25 @@ def test_counts_per_model_version_signature_status_and_api():
     observe(registry, model="embedder", version=1, api="classify")
     types, samples = parse_exposition(registry.render())
     assert types[COUNT] == "counter"
-    counts = {tuple(sorted(labels.items())): value for labels, value in samples_named(samples, COUNT)}
+    counts = {
+        tuple(sorted(labels.items())): value for labels, value in samples_named(samples, COUNT)
+    }
 
-    def key(model="sentiment", status="OK", version="2", signature="serving_default", api="Predict", entry="GRPC"):
+    def key(
+        model="sentiment",
+        status="OK",
+        version="2",
+        signature="serving_default",
+        api="Predict",
+        entry="GRPC",
+    ):
         labels = dict(
-            model_name=model, status=status, model_version=version, signature_name=signature, API=api, entrypoint=entry
+            model_name=model,
+            status=status,
+            model_version=version,
+            signature_name=signature,
+            API=api,
+            entrypoint=entry,
         )
         return tuple(sorted(labels.items()))
 
@@ -91,7 +105,9 @@ def test_latency_histogram_has_tf_servings_buckets_sum_and_count():
     observe(registry, seconds=0.0021)
     observe(registry, seconds=0.000005)
     observe(registry, seconds=1e4)  # past the last bound (~20 minutes)
-    observe(registry, seconds=0.0001, code=grpc.StatusCode.NOT_FOUND)  # TF Serving times successes only
+    observe(
+        registry, seconds=0.0001, code=grpc.StatusCode.NOT_FOUND
+    )  # TF Serving times successes only
     types, samples = parse_exposition(registry.render())
     assert types[LATENCY] == "histogram"
     buckets = samples_named(samples, f"{LATENCY}_bucket")
@@ -99,21 +115,29 @@ def test_latency_histogram_has_tf_servings_buckets_sum_and_count():
     # util.cc: Buckets::Exponential(10, 1.8, 33), written as absl::StrCat writes doubles.
     assert bounds[:6] == ["10", "18", "32.4", "58.32", "104.976", "188.957"]
     assert len(bounds) == 34 and bounds[-1] == "+Inf"
-    assert [float(bound) for bound in bounds[:-1]] == pytest.approx([10 * 1.8**i for i in range(33)], rel=1e-5)
+    assert [float(bound) for bound in bounds[:-1]] == pytest.approx(
+        [10 * 1.8**i for i in range(33)], rel=1e-5
+    )
     counts = [value for _, value in buckets]
     assert counts == sorted(counts)
     assert counts[0] == 1  # 5 us
     assert counts[bounds.index("1983.59")] == 1 and counts[bounds.index("3570.47")] == 2  # 2100 us
     assert counts[-2] == 2 and counts[-1] == 3  # 1e10 us only under +Inf
-    (sum_labels, total), = samples_named(samples, f"{LATENCY}_sum")
-    (count_labels, count), = samples_named(samples, f"{LATENCY}_count")
+    ((sum_labels, total),) = samples_named(samples, f"{LATENCY}_sum")
+    ((count_labels, count),) = samples_named(samples, f"{LATENCY}_count")
     assert total == pytest.approx(2100 + 5 + 1e10)
     assert count == 3
     expected_labels = dict(
-        model_name="sentiment", API="Predict", entrypoint="GRPC", model_version="2", signature_name="serving_default"
+        model_name="sentiment",
+        API="Predict",
+        entrypoint="GRPC",
+        model_version="2",
+        signature_name="serving_default",
     )
     assert sum_labels == count_labels == expected_labels
-    assert all({k: v for k, v in labels.items() if k != "le"} == expected_labels for labels, _ in buckets)
+    assert all(
+        {k: v for k, v in labels.items() if k != "le"} == expected_labels for labels, _ in buckets
+    )
 
 
 def test_a_bound_value_falls_in_its_own_bucket():
@@ -161,7 +185,10 @@ def test_observations_from_many_threads_are_all_counted():
         assert not thread.is_alive()
     _, samples = parse_exposition(registry.render())
     assert sum(value for _, value in samples_named(samples, COUNT)) == threads_count * per_thread
-    assert sum(value for _, value in samples_named(samples, f"{LATENCY}_count")) == threads_count * per_thread
+    assert (
+        sum(value for _, value in samples_named(samples, f"{LATENCY}_count"))
+        == threads_count * per_thread
+    )
     for labels, value in samples_named(samples, f"{LATENCY}_sum"):
         assert value == pytest.approx(1000.0 * threads_count * per_thread / 2)
 
