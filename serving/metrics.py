@@ -15,7 +15,7 @@ Both also carry `model_version` and `signature_name`, and the counter also
 `API` and `entrypoint`. `API` is TF Serving's gRPC method name ("Predict",
 "Classify", "Regress", "GetModelMetadata", "GetModelStatus") for both
 entrypoints, "GRPC" or "REST" (TF Serving's REST handler writes "predict",
-"classify", "regress" there).
+"classify", "regress" there), or "" when the caller does not say.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ API_NAMES = {
     "get_model_status": "GetModelStatus",
 }
 ENTRYPOINTS = ("GRPC", "REST")
+# The entrypoint label when the caller does not know it (a core serving both).
+UNKNOWN_ENTRYPOINT = ""
 
 
 def _exponential_buckets(scale: float, growth: float, count: int) -> tuple[float, ...]:
@@ -129,13 +131,20 @@ class Metrics:
         api: str,
         code: grpc.StatusCode,
         seconds: float,
-        entrypoint: str = "GRPC",
+        entrypoint: str | None = None,
     ) -> None:
-        """Records one request: counted always, its latency when `code` is OK (as TF Serving)."""
+        """Records one request: counted always, its latency when `code` is OK (as TF Serving).
+
+        `entrypoint` is "GRPC" or "REST"; None leaves the label empty.
+        """
         if api not in API_NAMES:
             raise ValueError(f"api must be one of {sorted(API_NAMES)}; got {api!r}")
-        if entrypoint not in ENTRYPOINTS:
-            raise ValueError(f"entrypoint must be one of {ENTRYPOINTS}; got {entrypoint!r}")
+        if entrypoint is None:
+            entrypoint = UNKNOWN_ENTRYPOINT
+        elif entrypoint not in ENTRYPOINTS:
+            raise ValueError(
+                f"entrypoint must be one of {ENTRYPOINTS} or None; got {entrypoint!r}"
+            )
         if not isinstance(code, grpc.StatusCode):
             raise ValueError(f"code must be a grpc.StatusCode; got {code!r}")
         if not (math.isfinite(seconds) and seconds >= 0):

@@ -52,6 +52,7 @@ def observe(registry, **overrides):
         api="predict",
         code=grpc.StatusCode.OK,
         seconds=0.0021,
+        entrypoint="GRPC",
     )
     request.update(overrides)
     registry.observe(**request)
@@ -68,6 +69,7 @@ def test_counts_per_model_version_signature_status_and_api():
     observe(registry, code=grpc.StatusCode.INVALID_ARGUMENT)
     observe(registry, version=None, signature="", api="get_model_status", entrypoint="REST")
     observe(registry, model="embedder", version=1, api="classify")
+    observe(registry, model="embedder", version=1, api="regress", entrypoint=None)
     types, samples = parse_exposition(registry.render())
     assert types[COUNT] == "counter"
     counts = {
@@ -97,6 +99,7 @@ def test_counts_per_model_version_signature_status_and_api():
         key(status="INVALID_ARGUMENT"): 1,
         key(version="", signature="", api="GetModelStatus", entry="REST"): 1,
         key(model="embedder", version="1", api="Classify"): 1,
+        key(model="embedder", version="1", api="Regress", entry=""): 1,
     }
 
 
