@@ -5,9 +5,11 @@ a test copies the versions it needs into its own base directory
 (`copy_version`), so that tests can add, remove and relabel versions freely.
 """
 
+import contextlib
 import os
 import shutil
 
+import grpc
 import keras
 import pytest
 
@@ -60,3 +62,29 @@ def copy_version(template, base, version, as_version=None):
     shutil.copytree(template / str(version), staging)
     os.rename(staging, target)
     return target
+
+
+@contextlib.contextmanager
+def running_server(**options):
+    """A `ModelServer` on a free loopback port (REST too with rest_api_port=0)."""
+    from serving.server import ModelServer, ServerOptions
+
+    options = {"port": 0, "file_system_poll_wait_seconds": 0.2, **options}
+    server = ModelServer(ServerOptions(**options)).start()
+    try:
+        yield server
+    finally:
+        server.stop(grace=5)
+
+
+@contextlib.contextmanager
+def prediction_stub(server):
+    """tensorflow-serving-api's raw PredictionService and ModelService stubs."""
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    try:
+        yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+               model_service_pb2_grpc.ModelServiceStub(channel))
+    finally:
+        channel.close()
