@@ -51,9 +51,9 @@ def _check_against(info, value: np.ndarray, alias: str, dtype: int):
     if len(expected) != value.ndim or any(
         size not in (-1, actual) for size, actual in zip(expected, value.shape)
     ):
-        shown = ["?" if size == -1 else size for size in expected]
+        shown = ", ".join("?" if size == -1 else str(size) for size in expected)
         raise invalid_argument(
-            f"Input \"{alias}\" must have shape {shown}; got {list(value.shape)}."
+            f"Input \"{alias}\" must have shape [{shown}]; got {list(value.shape)}."
         )
 
 

@@ -73,6 +73,11 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarra
     dims = _shape(proto, name)
     count = math.prod(dims)
     if proto.dtype == types_pb2.DT_STRING:
+        if proto.tensor_content:
+            raise invalid_argument(
+                f"Input \"{name}\": a string tensor carries its values in string_val, "
+                "not tensor_content."
+            )
         values = _filled(proto.string_val, count, name, "strings")
         array = np.empty(count, dtype=object)
         if values:
