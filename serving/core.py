@@ -74,7 +74,8 @@ class _Model:
         self.available: dict[int, ServableVersion] = {}
         # version -> (state name, grpc.StatusCode, message): GetModelStatus' view.
         self.states: dict[int, tuple[str, grpc.StatusCode, str]] = {}
-        self.failed_paths: set[str] = set()
+        # path -> (failed attempts, time of the last): TF Serving's load retries.
+        self.failures: dict[str, tuple[int, float]] = {}
 
 
 class ServingCore:
@@ -87,6 +88,9 @@ class ServingCore:
         poll_wait_seconds: float = 1.0,
         batching: BatchingParameters | None = None,
         metrics=None,
+        enable_model_warmup: bool = True,
+        max_num_load_retries: int = 5,
+        load_retry_interval_seconds: float = 60.0,
     ):
         names = [config.name for config in models]
         if not models:
@@ -97,6 +101,9 @@ class ServingCore:
         self._poll_wait = float(poll_wait_seconds)
         self._batching = batching
         self._metrics = metrics
+        self._warmup = enable_model_warmup
+        self._max_retries = max_num_load_retries
+        self._retry_interval = load_retry_interval_seconds
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._poller = None
@@ -154,15 +161,26 @@ class ServingCore:
                 )
             for version in wanted:
                 path = os.path.join(config.base_path, str(version))
-                if version not in model.available and path not in model.failed_paths:
+                if version not in model.available and self._may_load(model, path):
                     self._load(model, version, path)
             with self._lock:
+                # Availability preserving: an old version keeps serving until a
+                # wanted one is up (a new version that fails to load retires nothing).
+                replaced = not wanted or any(v in model.available for v in wanted)
                 retired = [
                     model.available.pop(version) for version in list(model.available)
-                    if version not in wanted
+                    if version not in wanted and replaced
                 ]
             for servable in retired:
                 self._retire(model, servable)
+
+    def _may_load(self, model: _Model, path: str) -> bool:
+        """False while a failed version waits for its retry, or has used up its retries."""
+        attempts, last = model.failures.get(path, (0, 0.0))
+        if attempts == 0:
+            return True
+        return (attempts <= self._max_retries
+                and time.monotonic() - last >= self._retry_interval)
 
     def _load(self, model: _Model, version: int, path: str):
         self._set_state(model, version, LOADING)
@@ -175,13 +193,14 @@ class ServingCore:
             self._failed(model, version, path, error)
             return
         try:
-            records = servable.warm_up()
+            records = servable.warm_up() if self._warmup else 0
         except Exception as error:
             servable.unload()
             self._failed(model, version, path, error)
             return
         with self._lock:
             model.available[version] = servable
+            model.failures.pop(path, None)
         self._set_state(model, version, AVAILABLE)
         log.info(
             "Successfully loaded servable version {name: %s version: %d} "
@@ -189,7 +208,8 @@ class ServingCore:
         )
 
     def _failed(self, model, version, path, error):
-        model.failed_paths.add(path)
+        attempts, _ = model.failures.get(path, (0, 0.0))
+        model.failures[path] = (attempts + 1, time.monotonic())
         code = status_code(getattr(error, "error_code", 2))
         if isinstance(error, ServingError):
             code = error.code

@@ -144,15 +144,13 @@ class ServableVersion:
             value.ndim > 0 for value in feeds.values()
         )
         if batchable:
-            batcher = self._batchers.get(signature_name)
-            if batcher is None:
-                batcher = self._batchers.setdefault(
-                    signature_name,
-                    self._batcher_factory(
+            with self._idle:
+                batcher = self._batchers.get(signature_name)
+                if batcher is None:
+                    batcher = self._batchers[signature_name] = self._batcher_factory(
                         lambda inputs: self._session_run(signature, inputs),
                         f"{self.name}/{self.version}/{signature_name}",
-                    ),
-                )
+                    )
             return batcher.submit(feeds)
         return self._session_run(signature, feeds)
 

@@ -57,6 +57,9 @@ class ServerOptions:
     ssl_client_ca_file: str | None = None
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     grpc_channel_arguments: str = ""
+    enable_model_warmup: bool = True
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
 
 
 def model_configs(options: ServerOptions) -> list[ModelConfig]:
@@ -145,6 +148,9 @@ class ModelServer:
             poll_wait_seconds=options.file_system_poll_wait_seconds,
             batching=batching,
             metrics=self.metrics,
+            enable_model_warmup=options.enable_model_warmup,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_seconds=options.load_retry_interval_micros / 1e6,
         )
         self._grpc = None
         self._rest = None
@@ -247,6 +253,13 @@ def parse_args(argv=None) -> ServerOptions:
     parser.add_argument("--ssl_key_file", default=None, help="PEM server private key.")
     parser.add_argument("--ssl_client_ca_file", default=None,
                         help="PEM CA; clients must present a certificate it signed.")
+    parser.add_argument("--enable_model_warmup", type=_boolean, nargs="?", const=True,
+                        default=True,
+                        help="Replay assets.extra/tf_serving_warmup_requests before serving.")
+    parser.add_argument("--max_num_load_retries", type=int,
+                        default=defaults.max_num_load_retries)
+    parser.add_argument("--load_retry_interval_micros", type=int,
+                        default=defaults.load_retry_interval_micros)
     parser.add_argument("--max_request_bytes", type=int, default=defaults.max_request_bytes,
                         help="Largest request accepted (gRPC message or REST body).")
     args = parser.parse_args(argv)

@@ -452,3 +452,24 @@ def _announced_port(process):
         if not line and process.poll() is not None:
             raise AssertionError(process.stderr.read()[-3000:])
     raise AssertionError("the server did not start within 90 s")
+
+
+def test_a_broken_new_version_keeps_the_old_one_serving(sentiment_base):
+    with running_server(model_name="sentiment", model_base_path=str(sentiment_base)) as server, \
+            prediction_stub(server) as (predict, models):
+        staging = sentiment_base / ".2"
+        staging.mkdir()
+        (staging / "saved_model.pb").write_bytes(b"\x0a\xff\xff\xff\xff not a SavedModel")
+        os.rename(staging, sentiment_base / "2")
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "sentiment"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            reply = {s.version: s for s in models.GetModelStatus(status, timeout=TIMEOUT)
+                     .model_version_status}
+            if 2 in reply and reply[2].state == get_model_status_pb2.ModelVersionStatus.END:
+                break
+            time.sleep(0.05)
+        assert reply[2].status.error_code != 0 and "SavedModel" in reply[2].status.error_message
+        assert reply[1].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        assert predict.Predict(predict_request(), timeout=TIMEOUT).model_spec.version.value == 1
