@@ -14,6 +14,7 @@ import threading
 import grpc
 import numpy as np
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers TF Text's ops, which TF Serving links in)
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
