@@ -259,7 +259,13 @@ def _platform(model: model_server_config_pb2.ModelConfig, source: str) -> str:
             type_name = model_server_config_pb2.ModelType.Name(model.model_type)
             raise ValueError(f"{source}: model {name}: model_type {type_name} is not supported")
         return TENSORFLOW_PLATFORM
-    return model.model_platform or TENSORFLOW_PLATFORM
+    if not model.model_platform:
+        # server_core.cc refuses it too; a config that loads here loads there.
+        raise ValueError(
+            f"{source}: model {name}: Illegal setting neither model_type nor model_platform "
+            f'(set model_platform: "{TENSORFLOW_PLATFORM}")'
+        )
+    return model.model_platform
 
 
 def _base_path(model: model_server_config_pb2.ModelConfig, source: str) -> str:
@@ -272,7 +278,14 @@ def _base_path(model: model_server_config_pb2.ModelConfig, source: str) -> str:
             f"{source}: model {model.name!r}: base_path {model.base_path!r} is a {uri[1]}:// URI; "
             "this server reads local directories only (tensorflow_model_server reads the URI)"
         )
-    return os.path.abspath(uri[2] if uri else model.base_path)
+    path = uri[2] if uri else model.base_path
+    if not os.path.isabs(path):
+        # server_core.cc refuses relative paths too; a config that loads here loads there.
+        raise ValueError(
+            f"{source}: Expected model {model.name} to have an absolute path or URI; "
+            f"got {model.base_path!r}"
+        )
+    return os.path.normpath(path)
 
 
 def _version_policy(model: model_server_config_pb2.ModelConfig) -> dict:
@@ -292,10 +305,9 @@ def model_configs_from_proto(
 ) -> list[ModelConfig]:
     """The models of a `ModelServerConfig`, checked; errors name `source` (the file).
 
-    Only `model_config_list` of "tensorflow" models (an empty platform means
-    "tensorflow") is served. A relative `base_path` is resolved against the
-    current directory; note that `tensorflow_model_server` itself wants
-    absolute paths there.
+    Only `model_config_list` of "tensorflow" models is served. As in
+    `tensorflow_model_server`, `model_platform` must be set and `base_path`
+    must be absolute, so a config that loads here loads there.
     """
     kind = config.WhichOneof("config")
     if kind == "custom_model_config":

@@ -93,7 +93,8 @@ model_config_list {
   }
   config {
     name: "embedder"
-    base_path: "exports/embedder"
+    base_path: "/models//embedder/"
+    model_platform: "tensorflow"
     model_version_policy { latest { num_versions: 2 } }
   }
   config {
@@ -102,7 +103,7 @@ model_config_list {
     model_type: TENSORFLOW
     model_version_policy { all {} }
   }
-  config { name: "qa" base_path: "models:v2/qa" }
+  config { name: "qa" base_path: "/models:v2/qa" model_platform: "tensorflow" }
 }
 """
 
@@ -118,17 +119,17 @@ def test_model_config_file_reads_every_policy_label_and_path_form(tmp_path, monk
             versions=(1, 2),
             labels={"stable": 1, "canary": 2},
         ),
-        config.ModelConfig(
-            "embedder", str(tmp_path / "exports" / "embedder"), "latest", num_versions=2
-        ),
+        config.ModelConfig("embedder", "/models/embedder", "latest", num_versions=2),
         config.ModelConfig("ner", "/models/ner", "all"),
-        config.ModelConfig("qa", str(tmp_path / "models:v2" / "qa"), "latest", num_versions=1),
+        config.ModelConfig("qa", "/models:v2/qa", "latest", num_versions=1),
     ]
 
 
 def test_model_configs_from_proto_reads_a_built_message_and_latest_zero_serves_one():
     message = model_server_config_pb2.ModelServerConfig()
-    model = message.model_config_list.config.add(name="m", base_path="/m")
+    model = message.model_config_list.config.add(
+        name="m", base_path="/m", model_platform="tensorflow"
+    )
     model.model_version_policy.latest.num_versions = 0
     assert config.model_configs_from_proto(message) == [
         config.ModelConfig("m", "/m", "latest", num_versions=1)
@@ -136,6 +137,12 @@ def test_model_configs_from_proto_reads_a_built_message_and_latest_zero_serves_o
 
 
 def model_list(*bodies):
+    """A config listing `bodies`; each gets model_platform "tensorflow" unless it sets one."""
+    bodies = [
+        body if "model_platform" in body or "model_type" in body
+        else f'{body} model_platform: "tensorflow"'
+        for body in bodies
+    ]
     return (
         "model_config_list {\n" + "\n".join(f"  config {{ {body} }}" for body in bodies) + "\n}\n"
     )
@@ -151,6 +158,10 @@ def model_list(*bodies):
         (model_list('base_path: "/a"'), "needs a non-empty name"),
         (model_list('name: "a"'), "needs a non-empty base_path"),
         (model_list('name: "a" base_path: "gs://bucket/a"'), "is a gs:// URI"),
+        (model_list('name: "a" base_path: "exports/a"'),
+         "Expected model a to have an absolute path or URI"),
+        (model_list('name: "a" base_path: "/a" model_platform: ""'),
+         "Illegal setting neither model_type nor model_platform"),
         (
             model_list('name: "a" base_path: "/a" model_platform: "tflite"'),
             "unsupported platform 'tflite'",
