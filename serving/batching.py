@@ -99,30 +99,21 @@ def _validated_inputs(inputs: Tensors) -> tuple[Tensors, int]:
     return arrays, rows
 
 
-def _validate_parameters(parameters: BatchingParameters):
-    for field in ("max_batch_size", "num_batch_threads", "max_enqueued_batches"):
-        value = getattr(parameters, field)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"BatchingParameters.{field} must be a positive integer, got {value!r}")
-    if parameters.batch_timeout_micros < 0:
-        raise ValueError(
-            f"BatchingParameters.batch_timeout_micros must be >= 0, got {parameters.batch_timeout_micros!r}"
-        )
-    sizes = list(parameters.allowed_batch_sizes)
-    if sizes:
-        if sizes[0] < 1 or any(later <= earlier for earlier, later in zip(sizes, sizes[1:])):
-            raise ValueError(
-                f"allowed_batch_sizes entries must be positive and monotonically increasing, got {sizes}"
-            )
-        if sizes[-1] != parameters.max_batch_size:
-            raise ValueError(
-                "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                f"{sizes[-1]}; expected {parameters.max_batch_size}"
-            )
+def check_supported(parameters: BatchingParameters):
+    """ValueError for the settings this scheduler does not implement.
+
+    The dataclass checks the values themselves (positive sizes, increasing
+    `allowed_batch_sizes`...); this names what TF Serving has and we do not.
+    """
     if parameters.pad_variable_length_inputs:
         raise ValueError(
             "pad_variable_length_inputs is unsupported: padded outputs would not have the shapes "
             "each request gets unbatched. Requests with different shapes are batched separately."
+        )
+    if parameters.enable_large_batch_splitting:
+        raise ValueError(
+            "enable_large_batch_splitting is unsupported: a request larger than max_batch_size "
+            "gets INVALID_ARGUMENT, as with TF Serving's default."
         )
 
 
@@ -141,7 +132,7 @@ class BatchScheduler:
         parameters: BatchingParameters,
         name: str,
     ):
-        _validate_parameters(parameters)
+        check_supported(parameters)
         self._run = run
         self._parameters = parameters
         self._name = name

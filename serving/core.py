@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
 )
 
+from serving.batching import BatchScheduler, check_supported
 from serving.config import BatchingParameters, ModelConfig
 from serving.errors import ServingError, invalid_argument, status_code
 from serving.servable import (
@@ -38,6 +39,8 @@ from serving.servable import (
 log = logging.getLogger("serving")
 
 SIGNATURE_DEF = "signature_def"
+# The APIs that run a signature (their metrics carry its name).
+EXAMPLE_APIS = ("predict", "classify", "regress")
 
 
 def version_directories(base_path: str) -> list[int]:
@@ -97,6 +100,8 @@ class ServingCore:
             raise ValueError("ServingCore needs at least one model to serve.")
         if len(set(names)) != len(names) or not all(names):
             raise ValueError(f"Model names must be unique and non-empty; got {names}.")
+        if batching is not None:
+            check_supported(batching)
         self._models = {config.name: _Model(config) for config in models}
         self._poll_wait = float(poll_wait_seconds)
         self._batching = batching
@@ -239,8 +244,6 @@ class ServingCore:
     def _batcher_factory(self):
         if self._batching is None:
             return None
-        from serving.batching import BatchScheduler
-
         parameters = self._batching
         return lambda run, name: BatchScheduler(run, parameters, name)
 
@@ -276,11 +279,18 @@ class ServingCore:
             servable.acquire()
             return servable
 
-    def _call(self, api: str, request, method):
-        """Runs `method(servable, request)` on the requested version; records metrics."""
+    def _call(self, api: str, request, method, entrypoint=None):
+        """`method(servable, request)` on the version `request` asks for, metrics recorded."""
         started = time.perf_counter()
         version, code = None, grpc.StatusCode.OK
         try:
+            if api in ("get_model_metadata", "get_model_status"):
+                if not request.HasField("model_spec"):
+                    raise invalid_argument("Missing ModelSpec")
+            if api == "get_model_metadata":
+                _check_metadata_fields(request)
+            if method is None:  # GetModelStatus needs no loaded version
+                return self._model_status(request)
             servable = self._servable(request.model_spec)
             version = servable.version
             try:
@@ -296,39 +306,33 @@ class ServingCore:
             raise ServingError(code, f"Internal error: {type(error).__name__}: {error}") from None
         finally:
             if self._metrics is not None:
+                spec = request.model_spec
                 self._metrics.observe(
-                    model=request.model_spec.name, version=version,
-                    signature=signature_name_of(request.model_spec) if api in (
-                        "predict", "classify", "regress") else "",
+                    model=spec.name, version=version,
+                    signature=signature_name_of(spec) if api in EXAMPLE_APIS else "",
                     api=api, code=code, seconds=time.perf_counter() - started,
+                    entrypoint=entrypoint,
                 )
 
     # -- the TF Serving API -----------------------------------------------------------
+    # `entrypoint` ("GRPC" or "REST") labels the metrics.
 
-    def predict(self, request):
-        return self._call("predict", request, ServableVersion.predict)
+    def predict(self, request, *, entrypoint=None):
+        return self._call("predict", request, ServableVersion.predict, entrypoint)
 
-    def classify(self, request):
-        return self._call("classify", request, ServableVersion.classify)
+    def classify(self, request, *, entrypoint=None):
+        return self._call("classify", request, ServableVersion.classify, entrypoint)
 
-    def regress(self, request):
-        return self._call("regress", request, ServableVersion.regress)
+    def regress(self, request, *, entrypoint=None):
+        return self._call("regress", request, ServableVersion.regress, entrypoint)
 
-    def get_model_metadata(self, request):
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
-        if not request.metadata_field:
-            raise invalid_argument(
-                "GetModelMetadataRequest must specify at least one metadata_field"
-            )
-        for field in request.metadata_field:
-            if field != SIGNATURE_DEF:
-                raise invalid_argument(f"Metadata field {field} is not supported")
-        return self._call("get_model_metadata", request, _metadata)
+    def get_model_metadata(self, request, *, entrypoint=None):
+        return self._call("get_model_metadata", request, _metadata, entrypoint)
 
-    def get_model_status(self, request):
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
+    def get_model_status(self, request, *, entrypoint=None):
+        return self._call("get_model_status", request, None, entrypoint)
+
+    def _model_status(self, request):
         spec = request.model_spec
         name = spec.name
         with self._lock:
@@ -367,6 +371,14 @@ class ServingCore:
 
     def model_names(self) -> list[str]:
         return list(self._models)
+
+
+def _check_metadata_fields(request):
+    if not request.metadata_field:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF:
+            raise invalid_argument(f"Metadata field {field} is not supported")
 
 
 def _metadata(servable: ServableVersion, request):

@@ -42,19 +42,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answering
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
-        return self.core.predict(request)
+        return self.core.predict(request, entrypoint="GRPC")
 
     @_answering
     def Classify(self, request, context):  # noqa: N802
-        return self.core.classify(request)
+        return self.core.classify(request, entrypoint="GRPC")
 
     @_answering
     def Regress(self, request, context):  # noqa: N802
-        return self.core.regress(request)
+        return self.core.regress(request, entrypoint="GRPC")
 
     @_answering
     def GetModelMetadata(self, request, context):  # noqa: N802
-        return self.core.get_model_metadata(request)
+        return self.core.get_model_metadata(request, entrypoint="GRPC")
 
     @_answering
     def MultiInference(self, request, context):  # noqa: N802
@@ -69,7 +69,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_answering
     def GetModelStatus(self, request, context):  # noqa: N802
-        return self.core.get_model_status(request)
+        return self.core.get_model_status(request, entrypoint="GRPC")
 
     @_answering
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802

@@ -264,13 +264,10 @@ def test_close_finishes_queued_work_then_rejects(pool):
     "parameters, message",
     [
         (dict(pad_variable_length_inputs=True), "pad_variable_length_inputs is unsupported"),
-        (dict(max_batch_size=8, allowed_batch_sizes=(2, 4)), "must match max_batch_size; last entry was 4"),
-        (dict(max_batch_size=8, allowed_batch_sizes=(4, 2, 8)), "monotonically increasing"),
-        (dict(num_batch_threads=0), "num_batch_threads must be a positive integer"),
-        (dict(batch_timeout_micros=-1), "batch_timeout_micros must be >= 0"),
+        (dict(enable_large_batch_splitting=True), "enable_large_batch_splitting is unsupported"),
     ],
 )
-def test_bad_parameters_are_rejected_at_construction(parameters, message):
+def test_unsupported_parameters_are_rejected_at_construction(parameters, message):
     with pytest.raises(ValueError, match=message):
         scheduler_for(RecordingModel(), **parameters)
 
