@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
-from serving.tensors import dtype_name, to_ndarray, to_tensor_proto
+from serving.tensors import dtype_name, tensor_shape, to_ndarray, to_tensor_proto
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -39,8 +39,12 @@ def signature_name_of(model_spec) -> str:
     return model_spec.signature_name or DEFAULT_SIGNATURE
 
 
-def _check_against(info, value: np.ndarray, alias: str, dtype: int):
-    """INVALID_ARGUMENT unless `value` (sent as `dtype`) fits the signature's TensorInfo."""
+def _check_against(info, proto, alias: str):
+    """INVALID_ARGUMENT unless the tensor `proto` declares fits the signature's TensorInfo.
+
+    Checked on the declared dtype and shape, before any value is decoded.
+    """
+    dtype, shape = proto.dtype, tensor_shape(proto, alias)
     if dtype != info.dtype:
         raise invalid_argument(
             f"Input \"{alias}\" must be {dtype_name(info.dtype)} (the signature's dtype); "
@@ -49,12 +53,12 @@ def _check_against(info, value: np.ndarray, alias: str, dtype: int):
     if info.tensor_shape.unknown_rank:
         return
     expected = [dim.size for dim in info.tensor_shape.dim]
-    if len(expected) != value.ndim or any(
-        size not in (-1, actual) for size, actual in zip(expected, value.shape)
+    if len(expected) != len(shape) or any(
+        size not in (-1, actual) for size, actual in zip(expected, shape)
     ):
         shown = ", ".join("?" if size == -1 else str(size) for size in expected)
         raise invalid_argument(
-            f"Input \"{alias}\" must have shape [{shown}]; got {list(value.shape)}."
+            f"Input \"{alias}\" must have shape [{shown}]; got {list(shape)}."
         )
 
 
@@ -194,9 +198,8 @@ class ServableVersion:
             raise invalid_argument(f"duplicate output tensor alias: {duplicate}")
         feeds = {}
         for alias, proto in request.inputs.items():
-            value = to_ndarray(proto, alias)
-            _check_against(signature.inputs[alias], value, alias, proto.dtype)
-            feeds[alias] = value
+            _check_against(signature.inputs[alias], proto, alias)
+            feeds[alias] = to_ndarray(proto, alias)
         outputs = self._run(signature_name, signature, feeds)
         response = predict_pb2.PredictResponse()
         self._fill_model_spec(response.model_spec, signature_name)

@@ -46,9 +46,18 @@ def dtype_name(enum: int) -> str:
     return name[3:].lower() if name.startswith("DT_") else name
 
 
-def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
+# numpy's limit is 64 dimensions; no signature of ours takes more than 3.
+MAX_RANK = 32
+
+
+def tensor_shape(proto: tensor_pb2.TensorProto, name: str = "tensor") -> tuple[int, ...]:
+    """The shape `proto` declares, checked (known rank, dims >= 0, bounded size)."""
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"Input \"{name}\": a tensor's shape must be fully known.")
+    if len(proto.tensor_shape.dim) > MAX_RANK:
+        raise invalid_argument(
+            f"Input \"{name}\": rank {len(proto.tensor_shape.dim)} is above {MAX_RANK}."
+        )
     dims = tuple(dim.size for dim in proto.tensor_shape.dim)
     if any(size < 0 for size in dims):
         raise invalid_argument(f"Input \"{name}\": negative dimension in shape {list(dims)}.")
@@ -70,7 +79,7 @@ def _filled(values, count, name, what):
 
 def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
     """The numpy value of `proto`; strings as an object array of bytes."""
-    dims = _shape(proto, name)
+    dims = tensor_shape(proto, name)
     count = math.prod(dims)
     if proto.dtype == types_pb2.DT_STRING:
         if proto.tensor_content:
