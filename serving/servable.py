@@ -19,17 +19,15 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     predict_pb2,
-    prediction_log_pb2,
     regression_pb2,
 )
+
+from keras_bert_kit.export.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, read_warmup_requests
 
 from serving.errors import ServingError, from_tf_error, invalid_argument
 from serving.tensors import dtype_name, tensor_shape, to_ndarray, to_tensor_proto
 
 DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# TF Serving replays at most this many warmup records.
-MAX_WARMUP_RECORDS = 1000
 
 # ModelVersionStatus.State names, as GetModelStatus reports them.
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
@@ -286,16 +284,12 @@ class ServableVersion:
             "classify_log": self.classify,
             "regress_log": self.regress,
         }
-        count = 0
-        for record in tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS + 1):
-            count += 1
-            if count > MAX_WARMUP_RECORDS:
-                raise ValueError(
-                    f"{path} holds more than {MAX_WARMUP_RECORDS} warmup records."
-                )
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        logs = read_warmup_requests(self.path)
+        if len(logs) > MAX_WARMUP_RECORDS:
+            raise ValueError(f"{path} holds more than {MAX_WARMUP_RECORDS} warmup records.")
+        for log in logs:
             kind = log.WhichOneof("log_type")
             if kind not in replay:
                 raise ValueError(f"Unsupported log_type for warmup: {kind} in {path}.")
             replay[kind](getattr(log, kind).request)
-        return count
+        return len(logs)

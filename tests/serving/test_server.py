@@ -473,3 +473,20 @@ def test_a_broken_new_version_keeps_the_old_one_serving(sentiment_base):
         assert reply[2].status.error_code != 0 and "SavedModel" in reply[2].status.error_message
         assert reply[1].state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
         assert predict.Predict(predict_request(), timeout=TIMEOUT).model_spec.version.value == 1
+
+
+def test_warmup_runs_before_a_version_serves(classifier_exports, sentiment_base):
+    """A version whose warmup record fails never becomes AVAILABLE (TF Serving fails the load)."""
+    from keras_bert_kit.export.warmup import write_warmup_requests
+
+    staging = copy_version(classifier_exports, sentiment_base, 2, as_version=".2")
+    write_warmup_requests(str(staging), [("no_such_signature", {"text": np.array([b"x"])})])
+    os.rename(staging, sentiment_base / "2")
+    with running_server(model_name="sentiment", model_base_path=str(sentiment_base)) as server, \
+            prediction_stub(server) as (predict, models):
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "sentiment"
+        (reply,) = models.GetModelStatus(status, timeout=TIMEOUT).model_version_status
+        assert (reply.version, reply.state) == (2, get_model_status_pb2.ModelVersionStatus.END)
+        assert reply.status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert 'signature key "no_such_signature"' in reply.status.error_message
