@@ -9,7 +9,10 @@ import concurrent.futures
 import datetime
 import ipaddress
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -31,8 +34,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+import keras_bert_kit as kbk
 from serving import client as serving_client
 from serving.client import ServingClient, ServingClientError, make_ndarray, make_tensor_proto
+from tests.serving.conftest import LABELS, copy_version, running_server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CALL_TIMEOUT = 10.0
 
@@ -527,3 +534,197 @@ def test_cli_reports_errors_without_a_traceback(fake, capsys):
     assert serving_client.main([*arguments, "--ssl_root_certs", "/nonexistent.pem",
                                 "--status"]) == 1
     assert "No such file or directory" in capsys.readouterr().err
+
+
+# -- against serving.server.ModelServer on the tiny exports ---------------------------------
+
+TEXTS = ["a gripping, funny film", "dull", "Zoë visited 東京 — twice!"]
+
+
+@pytest.fixture(scope="module")
+def model_server(classifier_exports, pretrainer_export, tmp_path_factory):
+    """"sentiment" (versions 1 and 2, labels stable and canary) and "mlm" (a pretrainer)."""
+    root = tmp_path_factory.mktemp("client_models")
+    sentiment = root / "sentiment"
+    sentiment.mkdir()
+    for version in (1, 2):
+        copy_version(classifier_exports, sentiment, version)
+    config = root / "models.config"
+    config.write_text(f"""
+model_config_list {{
+  config {{
+    name: "sentiment"
+    base_path: "{sentiment}"
+    model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+  config {{ name: "mlm" base_path: "{pretrainer_export}" model_platform: "tensorflow" }}
+}}
+""")
+    with running_server(model_config_file=str(config)) as server:
+        server.target = f"127.0.0.1:{server.grpc_port}"
+        yield server
+
+
+@pytest.fixture
+def sentiment(model_server):
+    with ServingClient(model_server.target, "sentiment", deadline=CALL_TIMEOUT) as client:
+        yield client
+
+
+def test_predict_answers_labels_and_probabilities(sentiment):
+    outputs = sentiment.predict(TEXTS)
+    assert outputs.version == 2
+    probabilities = outputs["probabilities"]
+    assert probabilities.shape == (3, 2) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert outputs["label"].tolist() == [LABELS[i] for i in probabilities.argmax(axis=1)]
+    assert all(type(label) is str for label in outputs["label"])
+    np.testing.assert_array_equal(outputs["label_id"], probabilities.argmax(axis=1))
+    only = sentiment.predict(TEXTS, output_filter=["label"])
+    assert list(only) == ["label"] and only["label"].tolist() == outputs["label"].tolist()
+
+
+def test_predict_ids_embed_and_fill_mask(sentiment, model_server, uncased_tokenizer):
+    features = kbk.BertPreprocessor(uncased_tokenizer, sequence_length=32)(tf.constant(TEXTS))
+    from_ids = sentiment.predict_ids(features["input_ids"].numpy(),
+                                     features["padding_mask"].numpy(),
+                                     features["segment_ids"].numpy())
+    np.testing.assert_allclose(from_ids["probabilities"],
+                               sentiment.predict(TEXTS)["probabilities"], atol=1e-5)
+
+    embeddings = sentiment.embed(TEXTS)
+    assert set(embeddings) == {"pooled_output", "mean_embedding"}
+    assert embeddings["mean_embedding"].shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings["mean_embedding"], axis=1), 1.0,
+                               rtol=1e-5)
+
+    with ServingClient(model_server.target, "mlm", deadline=CALL_TIMEOUT) as mlm:
+        filled = mlm.fill_mask(["the [MASK] sat on the [MASK] .", "no mask here"])
+    assert filled["mask_count"].tolist() == [2, 0]
+    assert filled["tokens"].shape == (2, 2, 3) and filled["scores"].dtype == np.float32
+    assert all(type(token) is str and token for token in filled["tokens"][0].reshape(-1))
+    assert filled["tokens"][1].tolist() == [[""] * 3] * 2
+    assert filled["tokens"][0].tolist() == [
+        [uncased_tokenizer.id_to_token(int(i)) for i in row] for row in filled["token_ids"][0]]
+
+
+def test_metadata_and_status_of_a_real_export(sentiment):
+    metadata = sentiment.metadata()
+    assert metadata["model_spec"] == {"name": "sentiment", "version": 2}
+    signatures = metadata["signature_def"]
+    assert {"serving_default", "predict_ids", "embed"} <= set(signatures)
+    assert signatures["serving_default"]["inputs"] == {"text": {"dtype": "string", "shape": [-1]}}
+    assert signatures["serving_default"]["outputs"]["probabilities"] == {
+        "dtype": "float32", "shape": [-1, 2]}
+    assert signatures["predict_ids"]["inputs"] == {
+        name: {"dtype": "int32", "shape": [-1, -1]}
+        for name in ("input_ids", "segment_ids", "padding_mask")}
+    assert sentiment.status() == [
+        {"version": version, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}
+        for version in (2, 1)]
+
+
+def test_version_and_version_label_select_the_model(model_server):
+    answers = {}
+    for selection, version in ((dict(version=1), 1), (dict(version_label="stable"), 1),
+                               (dict(version_label="canary"), 2), (dict(version=2), 2)):
+        with ServingClient(model_server.target, "sentiment", deadline=CALL_TIMEOUT,
+                           **selection) as client:
+            outputs = client.predict(TEXTS)
+            assert outputs.version == version
+            assert client.metadata()["model_spec"]["version"] == version
+            answers.setdefault(version, outputs["logits"])
+            np.testing.assert_allclose(outputs["logits"], answers[version], atol=1e-6)
+    assert not np.allclose(answers[1], answers[2])
+
+
+@pytest.mark.parametrize("name, selection, inputs, signature, code, fragment", [
+    ("nope", {}, {"text": ["a"]}, "serving_default", grpc.StatusCode.NOT_FOUND,
+     "Servable not found for request: Latest(nope)"),
+    ("sentiment", dict(version=9), {"text": ["a"]}, "serving_default",
+     grpc.StatusCode.NOT_FOUND, "Specific(sentiment, 9)"),
+    ("sentiment", dict(version_label="beta"), {"text": ["a"]}, "serving_default",
+     grpc.StatusCode.INVALID_ARGUMENT, "beta"),
+    ("sentiment", {}, {"text": ["a"]}, "x", grpc.StatusCode.FAILED_PRECONDITION,
+     'Serving signature key "x" not found.'),
+    ("sentiment", {}, {"txt": ["a"]}, "serving_default", grpc.StatusCode.INVALID_ARGUMENT,
+     "txt"),
+    ("sentiment", {}, {"text": np.zeros(2, np.float32)}, "serving_default",
+     grpc.StatusCode.INVALID_ARGUMENT, "text"),
+])
+def test_the_servers_error_codes_and_messages_come_through(model_server, sentiment, name,
+                                                          selection, inputs, signature, code,
+                                                          fragment):
+    with ServingClient(model_server.target, name, deadline=CALL_TIMEOUT, **selection) as client:
+        with pytest.raises(ServingClientError) as raised:
+            client.predict_raw(inputs, signature)
+    assert raised.value.code == code
+    assert fragment in raised.value.message
+    assert sentiment.predict(["still serving"])["label"].shape == (1,)
+
+
+def test_a_deadline_too_short_for_the_server(model_server):
+    with ServingClient(model_server.target, "sentiment", deadline=1e-4) as client:
+        with pytest.raises(ServingClientError) as raised:
+            client.predict_raw({"text": TEXTS})
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _run_cli(*arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "serving.client", *arguments], cwd=ROOT, capture_output=True,
+        text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT},
+    )
+
+
+def test_cli_against_the_server(model_server, sentiment, capsys):
+    expected = sentiment.predict(TEXTS[:2])
+    plain = _run_cli("--server", model_server.target, "--model_name", "sentiment", *TEXTS[:2])
+    assert plain.returncode == 0, plain.stderr
+    for line, text, label, probabilities in zip(plain.stdout.splitlines(), TEXTS,
+                                                expected["label"], expected["probabilities"]):
+        assert line == f"{label}\t[{' '.join(f'{p:.4f}' for p in probabilities)}]\t{text}"
+
+    answer = _run_cli("--server", model_server.target, "--model_name", "sentiment",
+                      "--version_label", "stable", "--json", TEXTS[0])
+    assert answer.returncode == 0, answer.stderr
+    result = json.loads(answer.stdout)
+    assert result["model_spec"] == {"name": "sentiment", "version": 1,
+                                    "signature_name": "serving_default"}
+    [prediction] = result["predictions"]
+    with ServingClient(model_server.target, "sentiment", version=1,
+                       deadline=CALL_TIMEOUT) as stable:
+        np.testing.assert_allclose(prediction["probabilities"],
+                                   stable.predict(TEXTS[:1])["probabilities"][0], rtol=1e-6)
+    assert prediction["text"] == TEXTS[0] and prediction["label"] in LABELS
+
+    assert serving_client.main(["--server", model_server.target, "--model_name", "nope",
+                                "--status"]) == 1
+    assert capsys.readouterr().err == (
+        "error: NOT_FOUND: Could not find any versions of model nope\n")
+
+
+def test_tls_round_trip_with_the_model_server(classifier_exports, tmp_path, capsys):
+    key_pem, cert_pem = self_signed_certificate()
+    (tmp_path / "server.key").write_bytes(key_pem)
+    (tmp_path / "server.crt").write_bytes(cert_pem)
+    base = tmp_path / "sentiment"
+    base.mkdir()
+    copy_version(classifier_exports, base, 1)
+    with running_server(model_name="sentiment", model_base_path=str(base),
+                        ssl_cert_file=str(tmp_path / "server.crt"),
+                        ssl_key_file=str(tmp_path / "server.key")) as server:
+        target = f"localhost:{server.grpc_port}"
+        with ServingClient(target, "sentiment", root_certificates=cert_pem,
+                           deadline=CALL_TIMEOUT) as client:
+            assert client.predict(TEXTS)["label"].shape == (3,)
+        with ServingClient(target, "sentiment", retries=0, deadline=CALL_TIMEOUT) as plaintext:
+            with pytest.raises(ServingClientError) as raised:
+                plaintext.status()
+        assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+        assert serving_client.main(["--server", target, "--model_name", "sentiment", "--status",
+                                    "--ssl_root_certs", str(tmp_path / "server.crt")]) == 0
+        assert capsys.readouterr().out == "version 1\tAVAILABLE\n"
