@@ -35,6 +35,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.errors import status_code
+
 DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
@@ -198,9 +200,9 @@ def _tensor_info(info):
 def _signature(signature_def):
     return {
         "method_name": signature_def.method_name,
-        "inputs": {name: _tensor_info(info) for name, info in sorted(signature_def.inputs.items())},
-        "outputs": {name: _tensor_info(info)
-                    for name, info in sorted(signature_def.outputs.items())},
+        **{side: {name: _tensor_info(info) for name, info in sorted(infos.items())}
+           for side, infos in (("inputs", signature_def.inputs),
+                               ("outputs", signature_def.outputs))},
     }
 
 
@@ -234,7 +236,7 @@ def _id_column(values, name):
 
 
 def backoff_delays(retries, backoff, rng=random):
-    """The pauses before each retry: `backoff * 2**n`, each jittered to between half and all of it."""
+    """The pauses before each retry: `backoff * 2**n`, jittered to between half and all of it."""
     return [rng.uniform(0.5, 1.0) * backoff * 2 ** attempt for attempt in range(retries)]
 
 
@@ -283,7 +285,8 @@ class ServingClient:
             raise ValueError(f"`retries` must be an int >= 0; got {retries!r}.")
         if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) \
                 or max_message_size < 1:
-            raise ValueError(f"`max_message_size` must be a positive int; got {max_message_size!r}.")
+            raise ValueError("`max_message_size` must be a positive int; got "
+                             f"{max_message_size!r}.")
         if credentials is not None and any(
                 pem is not None for pem in (root_certificates, private_key, certificate_chain)):
             raise ValueError("Give `credentials` or the PEM arguments (root_certificates, "
@@ -433,7 +436,7 @@ class ServingClient:
             {
                 "version": status.version,
                 "state": get_model_status_pb2.ModelVersionStatus.State.Name(status.state),
-                "error_code": _code_name(status.status.error_code),
+                "error_code": status_code(status.status.error_code).name,
                 "error_message": status.status.error_message,
             }
             for status in response.model_version_status
@@ -522,7 +525,7 @@ class ServingClient:
         return self._checked_predict(signature_name, columns, output_filter)
 
     def embed(self, texts, *, output_filter=None):
-        """Sentence embeddings of `texts`: `pooled_output` and `mean_embedding`, float32 [batch, hidden]."""
+        """Sentence embeddings: `pooled_output` and `mean_embedding`, float32 [batch, hidden]."""
         return self._checked_predict("embed", {"text": _text_column(texts, "texts")},
                                      output_filter)
 
@@ -545,7 +548,7 @@ def _check_positive(name, value, allow_zero=False):
 
 
 def _check_fits(signature_name, name, column, info):
-    """ValueError unless `column` has the dtype kind and shape the signature's input `name` takes."""
+    """ValueError unless `column` has the dtype and shape the signature's input `name` takes."""
     is_string = column.dtype == object
     if (info["dtype"] == "string") != is_string:
         given = "strings" if is_string else str(column.dtype)
@@ -568,13 +571,6 @@ def _status_of(error):
     code = error.code() if callable(getattr(error, "code", None)) else None
     details = error.details() if callable(getattr(error, "details", None)) else None
     return code or grpc.StatusCode.UNKNOWN, details or str(error)
-
-
-def _code_name(number):
-    for code in grpc.StatusCode:
-        if code.value[0] == number:
-            return code.name
-    return "UNKNOWN"
 
 
 # -- CLI --------------------------------------------------------------------------------

@@ -238,7 +238,8 @@ def test_strings_travel_in_string_val_and_come_back_as_str():
     assert proto.dtype == types_pb2.DT_STRING and not proto.tensor_content
     assert list(proto.string_val) == ["a gripping, funny film".encode(), "été".encode(), b"raw"]
     decoded = make_ndarray(proto)
-    assert decoded.dtype == object and decoded.tolist() == ["a gripping, funny film", "été", "raw"]
+    assert decoded.dtype == object
+    assert decoded.tolist() == ["a gripping, funny film", "été", "raw"]
     assert all(type(item) is str for item in decoded)
     assert make_ndarray(proto, decode_strings=False).tolist() == [
         "a gripping, funny film".encode(), "été".encode(), b"raw"]
@@ -470,6 +471,18 @@ def test_deadline_bounds_the_retries_too():
     assert time.monotonic() - start < 1.5
 
 
+def test_max_message_size_bounds_requests_and_answers(fake):
+    with ServingClient(fake.target, "m", max_message_size=200, retries=0,
+                       deadline=CALL_TIMEOUT) as client:
+        with pytest.raises(ServingClientError) as sent:
+            client.predict_raw({"text": ["x" * 300]})
+        with pytest.raises(ServingClientError) as received:
+            client.predict_raw({"text": ["y"] * 20})
+        assert client.predict_raw({"text": ["z"]})["label"].tolist() == ["Z"]
+    assert sent.value.code == received.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert fake.predict_calls() == 2  # the oversized request never left
+
+
 def test_backoff_delays_double_with_jitter():
     delays = serving_client.backoff_delays(5, 0.1, random.Random(0))
     assert len(delays) == 5
@@ -676,7 +689,8 @@ def test_a_deadline_too_short_for_the_server(model_server):
 def _run_cli(*arguments):
     return subprocess.run(
         [sys.executable, "-m", "serving.client", *arguments], cwd=ROOT, capture_output=True,
-        text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT},
+        text=True, timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT},
     )
 
 
