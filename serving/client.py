@@ -26,7 +26,7 @@ import time
 
 import grpc
 import numpy as np
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -35,6 +35,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving import tensors
 from serving.errors import status_code
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -43,25 +44,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 # The export's two-text signatures: which input takes the first text of an
 # example and which the second (TF Serving's metadata carries no order).
 TEXT_PAIR_INPUTS = (("text", "text_pair"), ("question", "context"))
-
-# TensorProto dtype -> (numpy dtype, the typed field TF Serving may fill instead
-# of tensor_content). DT_HALF's `half_val` holds the float16 bit patterns.
-_WIRE_TYPES = {
-    types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
-    types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
-    types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
-    types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
-    types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
-    types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
-    types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
-    types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
-    types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
-    types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
-    types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
-    types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
-}
-_DATA_TYPE_OF = {numpy_dtype: data_type for data_type, (numpy_dtype, _) in _WIRE_TYPES.items()}
-
 
 class ServingClientError(Exception):
     """A call the server (or the channel) answered with a non-OK status.
@@ -90,103 +72,27 @@ class Outputs(dict):
 # -- tensors ------------------------------------------------------------------------------
 
 
-def data_type_name(data_type: int) -> str:
-    """"float32", "int32", "string", ... for a TensorProto dtype (TF's enum name otherwise)."""
-    if data_type == types_pb2.DT_STRING:
-        return "string"
-    if data_type in _WIRE_TYPES:
-        return _WIRE_TYPES[data_type][0].name
-    return types_pb2.DataType.Name(data_type)
-
-
-def make_tensor_proto(values, name="input") -> tensor_pb2.TensorProto:
-    """`values` as a TensorProto: numbers in `tensor_content`, strings in `string_val`.
-
-    Strings (`str`, UTF-8 encoded, or `bytes`) may come as lists or numpy
-    arrays of str, bytes or object; numbers as any array of a supported
-    dtype (bool, [u]int8-64, float16/32/64). `name` names the input in errors.
-    """
-    array = np.asarray(values)
-    shape = tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
-    )
-    if array.dtype.kind in "USO":
-        strings = []
-        for item in array.reshape(-1):
-            if isinstance(item, str):
-                strings.append(item.encode("utf-8"))
-            elif isinstance(item, bytes):
-                strings.append(item)
-            else:
-                raise ValueError(f"Input {name!r} mixes strings with {type(item).__name__} "
-                                 f"values ({item!r}); give only str or bytes.")
-        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
-                                      string_val=strings)
-    if array.dtype not in _DATA_TYPE_OF:
-        raise ValueError(f"Input {name!r} has dtype {array.dtype}, which the client does not "
-                         f"send; use one of {sorted(str(d) for d in _DATA_TYPE_OF)} or strings.")
-    # TensorProto's tensor_content is little-endian whatever the host.
-    content = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-    return tensor_pb2.TensorProto(dtype=_DATA_TYPE_OF[array.dtype], tensor_shape=shape,
-                                  tensor_content=content)
-
-
-def _decode_error(name, problem):
-    return ServingClientError(grpc.StatusCode.DATA_LOSS,
-                              f"Cannot decode output {name!r} of the response: {problem}.")
-
-
 def make_ndarray(proto: tensor_pb2.TensorProto, name="output", *, decode_strings=True,
                  max_bytes=DEFAULT_MAX_MESSAGE_SIZE) -> np.ndarray:
-    """A TensorProto as a numpy array, from `tensor_content` or the typed `*_val` field.
+    """A response TensorProto as a numpy array (`serving.tensors.make_ndarray`'s rules).
 
-    A typed field with one value for a larger shape fills it, as TensorFlow
-    reads it; the array may take at most `max_bytes` (numbers) or
-    `max_bytes` elements (strings), so that a small proto cannot claim a huge
-    shape. Strings come back as an object array of `str` (UTF-8, undecodable
-    bytes replaced), or of `bytes` with `decode_strings=False`. Raises
+    Strings come back as an object array of `str` (UTF-8, undecodable bytes
+    replaced), or of `bytes` with `decode_strings=False`. The array takes at
+    most `max_bytes`, so that a small proto cannot claim a huge shape. Raises
     `ServingClientError` (DATA_LOSS) for a malformed proto.
     """
-    if proto.tensor_shape.unknown_rank:
-        raise _decode_error(name, "its shape has unknown rank")
-    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
-    if any(size < 0 for size in shape):
-        raise _decode_error(name, f"its shape {list(shape)} has a negative dimension")
-    count = math.prod(shape)
-    if proto.dtype == types_pb2.DT_STRING:
-        if count > max_bytes:
-            raise _decode_error(name, f"{count} strings exceed the limit of {max_bytes}")
-        values = list(proto.string_val)
-        if decode_strings:
-            values = [value.decode("utf-8", errors="replace") for value in values]
-        array = np.empty(len(values), dtype=object)
-        array[:] = values
-        return _fill(array, count, name).reshape(shape)
-    if proto.dtype not in _WIRE_TYPES:
-        raise _decode_error(name, f"dtype {data_type_name(proto.dtype)} is not supported")
-    dtype, field = _WIRE_TYPES[proto.dtype]
-    if count * dtype.itemsize > max_bytes:
-        raise _decode_error(name, f"shape {list(shape)} of {dtype} exceeds {max_bytes} bytes")
-    if proto.tensor_content:
-        if len(proto.tensor_content) != count * dtype.itemsize:
-            raise _decode_error(name, f"{len(proto.tensor_content)} bytes of tensor_content for "
-                                f"shape {list(shape)} of {dtype}")
-        array = np.frombuffer(proto.tensor_content, dtype=dtype.newbyteorder("<"))
-        return array.astype(dtype).reshape(shape)
-    values = getattr(proto, field)
-    if field == "half_val":
-        array = np.array(values, dtype=np.uint16).view(np.float16)
-    else:
-        array = np.array(values, dtype=dtype)
-    return _fill(array, count, name).reshape(shape)
-
-
-def _fill(values, count, name):
-    if len(values) == count:
-        return values
-    if len(values) == 1:
-        return np.repeat(values, count)
-    raise _decode_error(name, f"{len(values)} values for {count} elements")
+    try:
+        array = tensors.make_ndarray(proto, max_bytes)
+    except tensors.TensorDecodeError as error:
+        raise ServingClientError(
+            grpc.StatusCode.DATA_LOSS, f"Cannot decode output {name!r} of the response: {error}."
+        ) from None
+    if decode_strings and array.dtype == object:
+        decoded = np.empty(array.shape, dtype=object)
+        decoded.reshape(-1)[:] = [value.decode("utf-8", errors="replace")
+                                  for value in array.reshape(-1)]
+        return decoded
+    return array
 
 
 # -- signatures -------------------------------------------------------------------------
@@ -194,7 +100,7 @@ def _fill(values, count, name):
 
 def _tensor_info(info):
     shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
-    return {"dtype": data_type_name(info.dtype), "shape": shape}
+    return {"dtype": tensors.dtype_name(info.dtype), "shape": shape}
 
 
 def _signature(signature_def):
@@ -370,7 +276,7 @@ class ServingClient:
                     decode_strings=True):
         """One Predict call with `inputs` as given, unchecked: {output name: array}.
 
-        `inputs`: {input name: array-like} (see `make_tensor_proto`);
+        `inputs`: {input name: array-like} (see `serving.tensors.make_tensor_proto`);
         `output_filter`: the output names to ask for (all by default). Returns
         `Outputs` (a dict) whose `.version` is the version that answered.
         """
@@ -379,7 +285,7 @@ class ServingClient:
         request = predict_pb2.PredictRequest()
         self._model_spec(request.model_spec, signature_name)
         for name, values in inputs.items():
-            request.inputs[name].CopyFrom(make_tensor_proto(values, name))
+            request.inputs[name].CopyFrom(tensors.make_tensor_proto(values, name))
         if output_filter is not None:
             if isinstance(output_filter, str):
                 raise ValueError("`output_filter` must be a list of output names, not a string.")

@@ -36,7 +36,8 @@ from tensorflow_serving.apis import (
 
 import keras_bert_kit as kbk
 from serving import client as serving_client
-from serving.client import ServingClient, ServingClientError, make_ndarray, make_tensor_proto
+from serving.client import ServingClient, ServingClientError, make_ndarray
+from serving.tensors import make_tensor_proto
 from tests.serving.conftest import LABELS, copy_version, running_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
