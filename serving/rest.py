@@ -995,7 +995,9 @@ class _BodyError(Exception):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     server_version = "keras-bert-kit-serving"
-    sys_version = ""
+
+    def version_string(self):
+        return self.server_version
 
     def setup(self):
         # Bounds every read and write: an idle keep-alive connection, a slow or
@@ -1031,6 +1033,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """http.server's own errors (bad request line, headers too large,
         unknown method) as JSON, like every other error."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # garbage, most likely: answer with a status line
+            self.request_version = "HTTP/1.0"
         text = message or explain or self.responses.get(code, ("Error",))[0]
         self._send(code, error_json(text), JSON_CONTENT_TYPE)
 
@@ -1087,6 +1091,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, status: int, text: str, content_type: str):
         data = text.encode("utf-8", "replace")
+        if self.server.stopping():
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -1259,6 +1265,10 @@ class _HttpServer(http.server.ThreadingHTTPServer):
     def request_started(self, handler):
         with self._state_lock:
             self._connections[handler] = True
+
+    def stopping(self) -> bool:
+        with self._state_lock:
+            return self._stopping
 
     def request_finished(self, handler) -> bool:
         """Marks `handler` idle; True when the server is stopping (close the connection)."""
