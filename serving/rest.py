@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.server
 import json
 import logging
@@ -48,7 +49,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.errors import ServingError, http_status, invalid_argument
+from serving.errors import ServingError, invalid_argument
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from serving.tensors import NUMPY_DTYPES, dtype_name, to_ndarray
 
@@ -872,10 +873,9 @@ def _model_spec(spec, name: str, version: str | None, label: str | None):
     """FillModelSpecWithNameVersionAndLabel, after ParseModelInfo's decoding."""
     spec.name = urllib.parse.unquote(name)
     if version:
-        number = int(version)
-        if number > _INT64[1]:
+        if len(version) > 19 or int(version) > _INT64[1]:
             raise invalid_argument(f"Failed to convert version: {version} to numeric.")
-        spec.version.value = number
+        spec.version.value = int(version)
     if label:
         spec.version_label = urllib.parse.unquote(label)
 
@@ -1059,7 +1059,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except _BodyError as error:
                 self._send_error(error.error)
                 return
-            path = urllib.parse.urlsplit(self.path).path
+            # http.server decodes the request line as Latin-1; URLs are UTF-8.
+            path = urllib.parse.urlsplit(self.path).path.encode("latin-1").decode(
+                "utf-8", "replace"
+            )
             if server.metrics is not None and path == server.metrics_path:
                 self._send(200, server.metrics.render(), METRICS_CONTENT_TYPE)
             elif self.command == "OPTIONS":
@@ -1136,6 +1139,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return b""
         elif length > self.server.max_request_bytes:
+            # Read and dropped (within the time bound), so that the client,
+            # still sending, is not reset before it reads the refusal.
+            with contextlib.suppress(_BodyError):
+                self._read_exactly(length, deadline, keep=False)
             raise _BodyError(self._too_large(length))
         else:
             body = self._read_exactly(length, deadline)
@@ -1143,7 +1150,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = self._gunzip(body)
         return body
 
-    def _read_exactly(self, length: int, deadline: float) -> bytes:
+    def _read_exactly(self, length: int, deadline: float, keep: bool = True) -> bytes:
         parts, received = [], 0
         while received < length:
             remaining = deadline - time.monotonic()
@@ -1161,7 +1168,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     f"Request body incomplete: {received} of {length} bytes arrived "
                     f"(Content-Length) within {self.server.read_timeout:g} s."
                 ))
-            parts.append(chunk)
+            if keep:
+                parts.append(chunk)
             received += len(chunk)
         return b"".join(parts)
 
@@ -1292,8 +1300,9 @@ class _HttpServer(http.server.ThreadingHTTPServer):
             stuck = list(self._connections)
         for handler in stuck:
             _shutdown(handler.connection, socket.SHUT_RDWR)
+        deadline = time.monotonic() + 1.0
         for thread in self._snapshot():
-            thread.join(1.0)
+            thread.join(max(deadline - time.monotonic(), 0))
 
     def _snapshot(self):
         with self._state_lock:

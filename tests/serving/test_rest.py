@@ -172,7 +172,8 @@ def test_classify_and_regress(client):
     assert status == 200 and reply == {"results": [3.0, 4.0]}
 
 
-OVERSIZED = json.dumps({"instances": ["word " * MAX_REQUEST_BYTES]})
+# Megabytes: the refusal must reach a client still busy sending.
+OVERSIZED = json.dumps({"instances": ["word " * (8 * MAX_REQUEST_BYTES)]})
 
 
 @pytest.mark.parametrize("method, path, body, status, message", [
@@ -184,6 +185,10 @@ OVERSIZED = json.dumps({"instances": ["word " * MAX_REQUEST_BYTES]})
      "Unrecognized servable version label: beta"),
     ("POST", "/v1/models/sentiment/versions/99999999999999999999:predict", {"inputs": ["x"]},
      400, "Failed to convert version: 99999999999999999999 to numeric."),
+    ("GET", "/v1/models/sentiment/versions/" + "9" * 5000, None, 400,
+     "Failed to convert version: 9999"),
+    ("POST", "/v1/models/%C3%A9t%C3%A9:predict", {"instances": ["x"]}, 404,
+     "Servable not found for request: Latest(été)"),
     ("POST", "/v1/models/sentiment:predict", {"instances": ["x"], "signature_name": "nope"},
      400, 'Serving signature name: "nope" not found in signature def'),
     ("POST", "/v1/models/sentiment:predict", {"instances": [1]}, 400,
