@@ -880,6 +880,12 @@ def _model_spec(spec, name: str, version: str | None, label: str | None):
         spec.version_label = urllib.parse.unquote(label)
 
 
+def _internal_error(error: Exception) -> ServingError:
+    return ServingError(
+        grpc.StatusCode.INTERNAL, f"Internal error: {type(error).__name__}: {error}"
+    )
+
+
 class RestApi:
     """TF Serving's HttpRestApiHandler over `core`: no sockets, just requests.
 
@@ -899,9 +905,7 @@ class RestApi:
             return error.http_status, error_json(error.message)
         except Exception as error:  # the client gets a status, never a traceback
             log.exception("REST %s %s failed", method, path)
-            error = ServingError(
-                grpc.StatusCode.INTERNAL, f"Internal error: {type(error).__name__}: {error}"
-            )
+            error = _internal_error(error)
             return error.http_status, error_json(error.message)
 
     def _process(self, method: str, path: str, body: bytes) -> str:
@@ -1016,7 +1020,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def handle(self):
         try:
             super().handle()
-        except (ConnectionError, TimeoutError, OSError) as error:
+        except OSError as error:  # the client went away, or timed out
             log.debug("REST connection from %s ended: %s", self.client_address, error)
 
     def log_message(self, format, *args):
@@ -1075,6 +1079,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     grpc.StatusCode.NOT_FOUND,
                     f"No handler for {self.command} {path}: TF Serving's REST API is under /v1/",
                 ), close=False)
+        except OSError:
+            raise
+        except Exception as error:  # a status for the client, never a traceback
+            log.exception("REST %s %s failed", self.command, self.path)
+            self._send_error(_internal_error(error))
         finally:
             if server.request_finished(self):
                 self.close_connection = True

@@ -335,3 +335,18 @@ def test_status_and_metadata_as_tf_serving_prints_them():
                                            "unknown_rank": False}}
     metadata.ClearField("metadata")
     assert error_of(rest.metadata_json, metadata).code == grpc.StatusCode.INTERNAL
+
+
+class BrokenCore:
+    """A core whose every call fails unexpectedly (a bug, not a ServingError)."""
+
+    def get_model_status(self, request, *, entrypoint=None):
+        raise RuntimeError(f"no status for {request.model_spec.name} via {entrypoint}")
+
+
+def test_an_unexpected_failure_is_a_json_internal_error():
+    status, text = rest.RestApi(BrokenCore()).handle("GET", "/v1/models/m/versions/3", b"")
+    assert status == 500
+    assert json.loads(text) == {"error": "Internal error: RuntimeError: no status for m via REST"}
+    status, text = rest.RestApi(BrokenCore()).handle("DELETE", "/v1/models/m", b"")
+    assert status == 400 and json.loads(text) == {"error": "Malformed request: DELETE /v1/models/m"}
