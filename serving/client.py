@@ -37,8 +37,8 @@ from tensorflow_serving.apis import (
 
 from serving import tensors
 from serving.errors import status_code
+from serving import DEFAULT_SIGNATURE
 
-DEFAULT_SIGNATURE = "serving_default"
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 # The export's two-text signatures: which input takes the first text of an
@@ -100,7 +100,7 @@ def make_ndarray(proto: tensor_pb2.TensorProto, name="output", *, decode_strings
 
 def _tensor_info(info):
     shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
-    return {"dtype": tensors.dtype_name(info.dtype), "shape": shape}
+    return {"dtype": tensors.numpy_dtype_name(info.dtype), "shape": shape}
 
 
 def _signature(signature_def):

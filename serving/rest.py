@@ -49,14 +49,14 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.core import SIGNATURE_DEF
 from serving.errors import ServingError, invalid_argument
 from serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from serving.tensors import NUMPY_DTYPES, dtype_name, to_ndarray
+from serving import DEFAULT_SIGNATURE
+from serving.tensors import NUMPY_DTYPES, dtype_name, make_ndarray
 
 log = logging.getLogger("serving")
 
-DEFAULT_SIGNATURE = "serving_default"
-SIGNATURE_DEF = "signature_def"
 JSON_CONTENT_TYPE = "application/json"
 
 # rapidjson parses iteratively (no depth limit); Python's parser recurses, so
@@ -722,7 +722,7 @@ def _output_arrays(outputs) -> list[tuple[str, object, object]]:
     arrays = []
     for name in sorted(outputs):
         proto = outputs[name]
-        array = to_ndarray(proto, name)
+        array = make_ndarray(proto)
         as_bytes = proto.dtype == types_pb2.DT_STRING and name.endswith("_bytes")
         arrays.append((name, array, _scalar_writer(proto.dtype, as_bytes)))
     return arrays
@@ -935,18 +935,13 @@ class RestApi:
 
     def _signature_inputs(self, model_spec, signature_name: str) -> dict[str, int]:
         """{alias: dtype} of a signature's inputs (TF Serving's GetInfoMap)."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF])
-        request.model_spec.CopyFrom(model_spec)
-        request.model_spec.ClearField("signature_name")
-        response = self.core.get_model_metadata(request, entrypoint=self.ENTRYPOINT)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata[SIGNATURE_DEF].Unpack(signature_map)
+        signatures = self.core.signature_defs(model_spec)
         name = signature_name or DEFAULT_SIGNATURE
-        if name not in signature_map.signature_def:
+        if name not in signatures:
             raise invalid_argument(
                 f"Serving signature name: \"{name}\" not found in signature def"
             )
-        inputs = signature_map.signature_def[name].inputs
+        inputs = signatures[name].inputs
         return {alias: info.dtype for alias, info in inputs.items()}
 
     def _predict(self, name, version, label, body) -> str:

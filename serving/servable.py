@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from keras_bert_kit.export.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, read_warmup_requests
 
+from serving import DEFAULT_SIGNATURE
 from serving.errors import ServingError, from_tf_error, invalid_argument
 from serving.tensors import (
     TensorDecodeError,
@@ -33,15 +34,11 @@ from serving.tensors import (
     tensor_shape,
 )
 
-DEFAULT_SIGNATURE = "serving_default"
-
 # ModelVersionStatus.State names, as GetModelStatus reports them.
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
-
 def signature_name_of(model_spec) -> str:
     return model_spec.signature_name or DEFAULT_SIGNATURE
-
 
 def _request_tensor(info, proto, alias: str) -> np.ndarray:
     """The value of input `alias`, once its declared dtype and shape fit the signature.
@@ -72,7 +69,6 @@ def _request_tensor(info, proto, alias: str) -> np.ndarray:
     except TensorDecodeError as error:
         raise invalid_argument(f"Input \"{alias}\": {error}.") from None
 
-
 def _serialized_examples(model_input) -> np.ndarray:
     """The tf.Examples of an `Input` proto, serialized (context merged into each)."""
     kind = model_input.WhichOneof("kind")
@@ -91,7 +87,6 @@ def _serialized_examples(model_input) -> np.ndarray:
     if not examples:
         raise invalid_argument("Input is empty.")
     return np.array([example.SerializeToString() for example in examples], dtype=object)
-
 
 class ServableVersion:
     """A loaded version: its session, its signatures, and its in-flight requests.

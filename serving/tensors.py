@@ -46,10 +46,13 @@ class TensorDecodeError(ValueError):
     """A TensorProto that does not describe a tensor (the message says why)."""
 
 
+def numpy_dtype_name(enum: int) -> str:
+    """A dtype enum's name as numpy spells it for numbers ("float32"), else `dtype_name`'s."""
+    return NUMPY_DTYPES[enum][0].name if enum in NUMPY_DTYPES else dtype_name(enum)
+
+
 def dtype_name(enum: int) -> str:
-    """A dtype enum's name: numpy's for numbers ("float32"), else TF's ("string", "bfloat16")."""
-    if enum in NUMPY_DTYPES:
-        return NUMPY_DTYPES[enum][0].name
+    """TF's name of a dtype enum ("float", "int32", "string"), as TF Serving's messages say it."""
     if enum not in types_pb2.DataType.values():
         return str(enum)
     name = types_pb2.DataType.Name(enum)

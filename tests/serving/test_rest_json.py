@@ -19,7 +19,7 @@ from tensorflow_serving.apis import (
 
 from serving import rest
 from serving.errors import ServingError
-from serving.tensors import to_tensor_proto
+from serving.tensors import make_tensor_proto
 
 FLOAT, INT32, INT64, STRING, BOOL = (
     types_pb2.DT_FLOAT, types_pb2.DT_INT32, types_pb2.DT_INT64, types_pb2.DT_STRING,
@@ -206,7 +206,7 @@ def test_decimals_print_as_tf_serving_prints_them(value, single, text):
 
 
 def _outputs(**arrays):
-    return {name: to_tensor_proto(array) for name, array in arrays.items()}
+    return {name: make_tensor_proto(array) for name, array in arrays.items()}
 
 
 def test_row_and_columnar_replies_are_laid_out_as_tf_serving_writes_them():
