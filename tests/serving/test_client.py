@@ -682,7 +682,9 @@ def test_the_servers_error_codes_and_messages_come_through(model_server, sentime
 
 
 def test_a_deadline_too_short_for_the_server(model_server):
-    with ServingClient(model_server.target, "sentiment", deadline=1e-4) as client:
+    with ServingClient(model_server.target, "sentiment") as client:
+        client.status()  # connected: the deadline below is the call's, not the connection's
+        client.deadline = 1e-4
         with pytest.raises(ServingClientError) as raised:
             client.predict_raw({"text": TEXTS})
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
