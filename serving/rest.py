@@ -1026,7 +1026,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self._respond()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (bad request line, headers too large,

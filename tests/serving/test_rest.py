@@ -238,6 +238,17 @@ def test_every_error_is_json_and_the_server_keeps_serving(core, server, method, 
         assert_predicts(client, core)
 
 
+def test_head_is_answered_without_a_body(core, server):
+    with contextlib.closing(
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    ) as client:
+        client.request("HEAD", "/v1/models/sentiment:predict")
+        response = client.getresponse()
+        assert response.status == 400 and response.read() == b""
+        assert int(response.getheader("Content-Length")) > 0  # what a GET-like answer holds
+        assert_predicts(client, core)
+
+
 def raw_exchange(port, data: bytes, *, then=b"", pause=0.0) -> bytes:
     """Sends `data` (and `then` after `pause` s) on a fresh socket; returns all it reads."""
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
