@@ -6,7 +6,8 @@ proto is checked first (known dtype, rank, non-negative dims, its size within
 `max_bytes`, value count consistent with the shape) and a bad one raises
 `TensorDecodeError`; the server answers that as INVALID_ARGUMENT naming the
 input, the client as DATA_LOSS naming the output. Typed values follow
-TensorFlow's rule: none means zeros, fewer than the elements repeat the last.
+TensorFlow's rule (none means zeros, fewer than the elements repeat the
+last) up to `MAX_FILLED_ELEMENTS` elements.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 MAX_TENSOR_BYTES = 1 << 28
 # numpy's limit is 64 dimensions; no signature of ours takes more than 3.
 MAX_RANK = 32
+# TF's rule fills a tensor from fewer values than its elements (the last one
+# repeats): a 56-byte request could then ask for millions of rows. Filled
+# tensors may hold at most this many elements; larger ones send their values.
+MAX_FILLED_ELEMENTS = 1024
 # What one string costs in an object array, besides its bytes.
 _POINTER_BYTES = 8
 
@@ -85,6 +90,11 @@ def _filled(array: np.ndarray, count: int, what: str) -> np.ndarray:
         raise TensorDecodeError(f"{len(array)} {what} for a tensor of {count} elements")
     if len(array) == count:
         return array
+    if count > MAX_FILLED_ELEMENTS:
+        raise TensorDecodeError(
+            f"{len(array)} {what} for a tensor of {count} elements: a tensor filled from fewer "
+            f"values than its elements may hold at most {MAX_FILLED_ELEMENTS}"
+        )
     if len(array) == 0:
         return np.zeros(count, dtype=array.dtype) if array.dtype != object else np.full(
             count, b"", dtype=object)

@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.tensors import (
+    MAX_FILLED_ELEMENTS,
     MAX_RANK,
     MAX_TENSOR_BYTES,
     TensorDecodeError,
@@ -80,8 +81,19 @@ def test_bad_protos_raise_tensor_decode_error(proto, fragment):
         make_ndarray(proto)
 
 
+def test_a_few_values_cannot_fill_a_huge_tensor():
+    proto = _proto(dtype=types_pb2.DT_STRING, dims=(MAX_FILLED_ELEMENTS,), string_val=[b"a"])
+    assert make_ndarray(proto).tolist() == [b"a"] * MAX_FILLED_ELEMENTS
+    proto.tensor_shape.dim[0].size += 1
+    with pytest.raises(TensorDecodeError, match=f"may hold at most {MAX_FILLED_ELEMENTS}"):
+        make_ndarray(proto)
+    zeros = _proto(dtype=types_pb2.DT_INT32, dims=(64, 64))
+    with pytest.raises(TensorDecodeError, match="0 values for a tensor of 4096 elements"):
+        make_ndarray(zeros)
+
+
 def test_the_bound_is_the_callers():
-    proto = _proto(dims=(1000,), float_val=[1.0])
+    proto = _proto(dims=(1000,), float_val=[1.0] * 1000)
     assert make_ndarray(proto, max_bytes=4000).shape == (1000,)
     with pytest.raises(TensorDecodeError, match="takes more than 3999 bytes"):
         make_ndarray(proto, max_bytes=3999)
