@@ -113,18 +113,15 @@ def verdict(met: bool) -> str:
 
 
 class ServerProcess:
-    """`python -m serving.server` in a child process; `start()` waits for its ports.
+    """`python -m serving.server --port 0 FLAGS...` in a child process; `start()` waits for
+    its ports.
 
-    `flags` are the server's own (`--enable_batching`, ...); `--port 0` and the
-    model come from here. Its stdout is read for the "serving: gRPC on
-    HOST:PORT[, REST on HOST:PORT]" line; stderr (the server's log) goes to
-    `log_path`.
+    Its stdout is read for the "serving: gRPC on HOST:PORT[, REST on HOST:PORT]"
+    line; stderr (the server's log) goes to `log_path`.
     """
 
-    def __init__(self, base_path: str, log_path: str, flags: list[str] = (),
-                 model_name: str = MODEL_NAME):
-        self.command = [sys.executable, "-m", "serving.server", "--port", "0",
-                        "--model_name", model_name, "--model_base_path", base_path, *flags]
+    def __init__(self, flags: list[str], log_path: str):
+        self.command = [sys.executable, "-m", "serving.server", "--port", "0", *flags]
         self.log_path = log_path
         self.process = None
         self.grpc_port = None
@@ -506,8 +503,12 @@ def fresh_base(work_dir: str, exports: str) -> str:
     return base
 
 
-def batching_file(work_dir: str, parameters: dict) -> str:
-    path = os.path.join(work_dir, "batching.config")
+def model_flags(base: str) -> list[str]:
+    return ["--model_name", MODEL_NAME, "--model_base_path", base]
+
+
+def batching_file(path: str, parameters: dict) -> str:
+    """`parameters` written as TF Serving's `BatchingParameters` text proto at `path`."""
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(f"{name} {{ value: {value} }}\n" for name, value in parameters.items())
     return path
@@ -625,7 +626,7 @@ def main(argv=None) -> dict:
                       batch_timeout_micros=args.batch_timeout_micros,
                       num_batch_threads=args.num_batch_threads)
     batched_flags = ["--enable_batching", "--batching_parameters_file",
-                     batching_file(work_dir, parameters)]
+                     batching_file(os.path.join(work_dir, "batching.config"), parameters)]
     meta["batching_parameters"] = parameters
 
     log(f"ceiling: {args.clients} threads x {requests} single snippets, in-process")
@@ -633,8 +634,8 @@ def main(argv=None) -> dict:
     runs = {"in-process SavedModel, 16 threads": ceiling}
     for name, flags in (("server, unbatched", []), ("server, batched", batched_flags)):
         log(f"{name}: {args.clients} clients x {requests} requests over gRPC")
-        server = ServerProcess(fresh_base(work_dir, exports),
-                               os.path.join(work_dir, f"server_{name.split()[-1]}.log"), flags)
+        server = ServerProcess([*model_flags(fresh_base(work_dir, exports)), *flags],
+                               os.path.join(work_dir, f"server_{name.split()[-1]}.log"))
         with server:
             runs[name] = served(server, work, args.client_processes, labels)
             runs[name]["server_exit_code"] = server.stop()
@@ -643,8 +644,9 @@ def main(argv=None) -> dict:
 
     log("version swap: batched server, version 2 renamed in under load")
     base = fresh_base(work_dir, exports)
-    server = ServerProcess(base, os.path.join(work_dir, "server_swap.log"),
-                           [*batched_flags, "--file_system_poll_wait_seconds", "1"])
+    server = ServerProcess([*model_flags(base), *batched_flags,
+                            "--file_system_poll_wait_seconds", "1"],
+                           os.path.join(work_dir, "server_swap.log"))
     during, events = swap_under_load(exports, base, args.swap_after, give_up_after=300)
     with server:
         events["address"] = server.address
