@@ -77,6 +77,7 @@ import concurrent.futures
 import json
 import os
 import random
+import re
 import socket
 import sys
 import time
@@ -216,7 +217,7 @@ def tensor_protos(draw) -> tensor_pb2.TensorProto:
 @st.composite
 def model_specs(draw, spec: model_pb2.ModelSpec) -> None:
     spec.name = draw(names)
-    choice = draw(st.sampled_from(["none", "version", "label", "both"]))
+    choice = draw(st.sampled_from(["none", "none", "version", "label", "both"]))
     if choice in ("version", "both"):
         spec.version.value = draw(st.one_of(st.sampled_from([0, 1, 2, 3]), int64s))
     if choice in ("label", "both"):
@@ -263,14 +264,21 @@ def predict_requests(draw) -> tuple[str, str, bytes]:
     request = predict_pb2.PredictRequest()
     draw(model_specs(request.model_spec))
     family = draw(st.sampled_from(["random tensors", "text", "ids"]))
+    if family in ("text", "ids") and draw(st.integers(0, 4)):
+        # Mostly a model spec that is served, so that the inputs reach the model.
+        request.model_spec.Clear()
+        request.model_spec.name = MODEL_NAME
+        where = draw(st.sampled_from(["latest", "latest", "version", "label"]))
+        if where == "version":
+            request.model_spec.version.value = draw(st.sampled_from([1, 2]))
+        elif where == "label":
+            request.model_spec.version_label = draw(st.sampled_from(list(LABELS)))
     if family == "text":
-        request.model_spec.name = draw(st.sampled_from([MODEL_NAME, MODEL_NAME, "nope"]))
         request.model_spec.signature_name = draw(st.sampled_from(
             ["", "serving_default", "embed", "predict_ids"]))
         request.inputs[draw(st.sampled_from(["text", "text", "text_pair"]))].CopyFrom(
             draw(text_tensors()))
     elif family == "ids":
-        request.model_spec.name = MODEL_NAME
         request.model_spec.signature_name = draw(st.sampled_from(["predict_ids", "predict_ids",
                                                                   "serving_default"]))
         for name, proto in draw(ids_inputs()).items():
@@ -810,13 +818,19 @@ def report(meta, results, findings, failures, probes) -> dict:
     counts = collections.Counter((r["server"], r["family"], r["code"]) for r in results)
     families = sorted({(server, family) for server, family, _ in counts})
     codes = sorted({code for *_, code in counts}, key=lambda c: (c != "OK", c))
-    rows = [[server, family, *(str(counts[(server, family, code)] or "") for code in codes),
+    rows = [[server, family, *(str(counts[(server, family, code)]) for code in codes),
              str(sum(counts[(server, family, code)] for code in codes))]
             for server, family in families]
     totals = collections.Counter(r["code"] for r in results)
     rows.append(["all", "all", *(str(totals[code]) for code in codes), str(len(results))])
     print()
     print(format_table(["server", "requests", *codes, "total"], rows))
+    messages = collections.Counter((r["code"], r["message"][:110]) for r in results
+                                   if r["code"] != "OK")
+    print("\nMost common statuses with their messages:")
+    print(format_table(["requests", "status", "message"], [
+        [str(n), code, message.replace("\n", " ")] for (code, message), n in
+        messages.most_common(15)]))
     slowest = max(results, key=lambda r: r["seconds"])
     print(f"slowest answer: {slowest['seconds']:.2f} s ({slowest['family']}, {slowest['code']})")
 
@@ -834,7 +848,9 @@ def report(meta, results, findings, failures, probes) -> dict:
         print(f"\nFINDINGS ({len(failing)}): statuses that mean an unhandled path, or no answer")
         seen = collections.Counter()
         for finding in failing:
-            key = (finding["kind"], finding["message"][:80])
+            # One example per kind of finding: names, numbers and quoted text vary.
+            key = (finding["kind"], finding["family"],
+                   re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", finding["message"][:80]))
             seen[key] += 1
             if seen[key] > 1:
                 continue
@@ -843,8 +859,8 @@ def report(meta, results, findings, failures, probes) -> dict:
             print("  request: " + (finding.get("text") or finding.get("payload")
                                    or finding.get("base64", ""))[:600].replace("\n", " "))
         repeats = {key: n for key, n in seen.items() if n > 1}
-        for (kind, message), n in repeats.items():
-            print(f"  ({n} requests in all: {kind}: {message})")
+        for (kind, family, message), n in repeats.items():
+            print(f"  ({n} requests in all: {kind}, {family}: {message!r})")
     for failure in failures:
         print(f"\nSERVER FAILURE ({failure['server']} server, after {failure['after_requests']} "
               f"requests): {failure['problem']}\n  log tail: "
