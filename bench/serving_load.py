@@ -16,9 +16,12 @@ What is timed
 16 clients x 500 requests, closed loop (a client sends its next request when
 its answer is back). Every request is ONE Rotten Tomatoes test snippet
 (client c's request i is snippet (500 c + i) mod 2,509) as a text-in
-`PredictRequest` to `serving_default`, built from tensorflow-serving-api's
-protos and sent through its raw `PredictionServiceStub`, one channel per
-client, 60 s deadline. The clients are threads of `--client-processes` (2)
+`PredictRequest` to `serving_default`, 60 s deadline, each client with its
+own channel: the project's `serving.client.ServingClient` (`predict([text])`,
+no retries, so that every failure counts) where serving/client.py exists,
+else (or with `--client stub`) tensorflow-serving-api's raw
+`PredictionServiceStub` with a hand-built request. The clients are threads
+of `--client-processes` (2)
 spawned processes, so that 16 clients are not serialised by one GIL. Each
 client sends one untimed request, then all start together. Throughput is the
 requests over the wall time from the first start to the last answer; p50 and
@@ -64,6 +67,7 @@ otherwise idle machine: the load average is printed for every run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -253,42 +257,88 @@ def first_int32(proto) -> int:
 RECORD_FIELDS = ("client", "index", "start", "seconds", "version", "code", "label_id")
 
 
-def client_process(address: str, work: dict[int, list[str]], minimum: int, ready, go, stop,
-                   results) -> None:
+class StubClient:
+    """tensorflow-serving-api's raw `PredictionServiceStub`, a hand-built request per text."""
+
+    description = "raw tensorflow-serving-api PredictionServiceStub"
+
+    def __init__(self, address: str):
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.channel = grpc.insecure_channel(address)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    def predict(self, text: str) -> tuple[int, int]:
+        """(the version that answered, the label id) for one text."""
+        reply = self.stub.Predict(text_request([text]), timeout=REQUEST_DEADLINE_SECONDS)
+        return reply.model_spec.version.value, first_int32(reply.outputs["label_id"])
+
+    def close(self):
+        self.channel.close()
+
+
+class ProjectClient:
+    """The project's `serving.client.ServingClient`, without retries: every failure counts."""
+
+    description = "serving.client.ServingClient (retries=0)"
+
+    def __init__(self, address: str):
+        from serving.client import ServingClient
+
+        self.client = ServingClient(address, MODEL_NAME, deadline=REQUEST_DEADLINE_SECONDS,
+                                    retries=0)
+
+    def predict(self, text: str) -> tuple[int, int]:
+        outputs = self.client.predict([text])
+        return int(outputs.version), int(outputs["label_id"][0])
+
+    def close(self):
+        self.client.close()
+
+
+CLIENT_KINDS = {"serving-client": ProjectClient, "stub": StubClient}
+
+
+def status_name(error: Exception) -> str:
+    """The gRPC status of a failed call (grpc.RpcError or the client's error), else its type."""
+    code = getattr(error, "code", None)
+    code = code() if callable(code) else code
+    return code.name if isinstance(code, grpc.StatusCode) else f"CLIENT {type(error).__name__}"
+
+
+def client_process(address: str, kind: str, work: dict[int, list[str]], minimum: int, ready, go,
+                   stop, results) -> None:
     """Runs one thread per client in `work` ({client: its texts}); puts its records on `results`.
 
-    Each client sends one untimed request, reports ready, waits for `go`, then
-    sends its texts in order (from the start again if `stop` is not yet set
-    after `minimum` requests).
+    Each client (a `CLIENT_KINDS[kind]`, its own channel) sends one untimed
+    request, reports ready, waits for `go`, then sends its texts in order
+    (from the start again if `stop` is not yet set after `minimum` requests).
     """
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
     records, lock = [], threading.Lock()
     warm = threading.Barrier(len(work) + 1)
 
     def client(client_id, texts):
-        with grpc.insecure_channel(address) as channel:
-            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        connection = CLIENT_KINDS[kind](address)
+        try:
             try:
-                predict(text_request(texts[:1]), timeout=REQUEST_DEADLINE_SECONDS)
+                connection.predict(texts[0])
             finally:
                 warm.wait()
             go.wait()
             mine, index = [], 0
             while index < minimum or not stop.is_set():
-                request = text_request([texts[index % len(texts)]])
+                text = texts[index % len(texts)]
                 started_wall, started = time.time(), time.perf_counter()
                 try:
-                    reply = predict(request, timeout=REQUEST_DEADLINE_SECONDS)
-                    code, version = "OK", reply.model_spec.version.value
-                    label_id = first_int32(reply.outputs["label_id"])
-                except grpc.RpcError as error:
-                    code, version, label_id = error.code().name, -1, -1
-                except Exception as error:  # an answer without its outputs, say: counted
-                    code, version, label_id = f"CLIENT {type(error).__name__}", -1, -1
+                    version, label_id = connection.predict(text)
+                    code = "OK"
+                except Exception as error:  # noqa: BLE001 (every failure is counted by status)
+                    code, version, label_id = status_name(error), -1, -1
                 mine.append((client_id, index, started_wall, time.perf_counter() - started,
                              version, code, label_id))
                 index += 1
+        finally:
+            connection.close()
         with lock:
             records.extend(mine)
 
@@ -309,7 +359,7 @@ def client_texts(texts: list[str], clients: int, requests: int) -> dict[int, lis
             for c in range(clients)}
 
 
-def run_clients(address: str, work: dict[int, list[str]], processes: int,
+def run_clients(address: str, kind: str, work: dict[int, list[str]], processes: int,
                 during=None) -> dict:
     """The clients in `work` against `address`, spread over `processes` spawned processes.
 
@@ -325,7 +375,7 @@ def run_clients(address: str, work: dict[int, list[str]], processes: int,
     minimum = len(next(iter(work.values())))
     shares = [dict(list(work.items())[i::processes]) for i in range(processes)]
     children = [context.Process(target=client_process, daemon=True,
-                                args=(address, share, minimum, ready, go, stop, results))
+                                args=(address, kind, share, minimum, ready, go, stop, results))
                 for share in shares if share]
     for child in children:
         child.start()
@@ -382,9 +432,10 @@ def summary(records: list[tuple], reference_labels: dict[tuple[int, int], int] |
     return result
 
 
-def served(server: ServerProcess, work, processes: int, reference_labels, during=None) -> dict:
+def served(server: ServerProcess, kind: str, work, processes: int, reference_labels,
+           during=None) -> dict:
     load_start = os.getloadavg()[0]
-    run = run_clients(server.address, work, processes, during)
+    run = run_clients(server.address, kind, work, processes, during)
     result = summary(run["records"], reference_labels, len(next(iter(work.values()))))
     result.update(load_average_start=load_start, load_average_end=os.getloadavg()[0],
                   server_cpu_s=server.cpu_seconds_since_start(),
@@ -594,6 +645,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="requests per client (default 500)")
     parser.add_argument("--client-processes", type=int, default=2,
                         help="spawned processes the client threads are spread over (default 2)")
+    parser.add_argument("--client", choices=sorted(CLIENT_KINDS), default=(
+        "serving-client" if importlib.util.find_spec("serving.client") else "stub"),
+                        help="serving.client.ServingClient (the default where it exists) or "
+                        "tensorflow-serving-api's raw stub")
     parser.add_argument("--max-batch-size", type=int, default=BATCHING["max_batch_size"])
     parser.add_argument("--batch-timeout-micros", type=int,
                         default=BATCHING["batch_timeout_micros"])
@@ -611,6 +666,7 @@ def main(argv=None) -> dict:
     os.makedirs(work_dir, exist_ok=True)
     cores = usable_cores()
     meta = {"quick": args.quick, "cores": cores, "clients": args.clients,
+            "client": CLIENT_KINDS[args.client].description,
             "requests_per_client": requests, "client_processes": args.client_processes,
             "load_average_start": os.getloadavg()[0]}
     if meta["load_average_start"] > 0.5 * cores:
@@ -637,7 +693,7 @@ def main(argv=None) -> dict:
         server = ServerProcess([*model_flags(fresh_base(work_dir, exports)), *flags],
                                os.path.join(work_dir, f"server_{name.split()[-1]}.log"))
         with server:
-            runs[name] = served(server, work, args.client_processes, labels)
+            runs[name] = served(server, args.client, work, args.client_processes, labels)
             runs[name]["server_exit_code"] = server.stop()
         log(f"  {runs[name]['requests_per_s']:.1f} requests/s, p50 "
             f"{runs[name]['p50_ms']:.1f} ms, {runs[name]['errors']} errors")
@@ -650,7 +706,7 @@ def main(argv=None) -> dict:
     during, events = swap_under_load(exports, base, args.swap_after, give_up_after=300)
     with server:
         events["address"] = server.address
-        swap_run = served(server, work, args.client_processes, labels, during)
+        swap_run = served(server, args.client, work, args.client_processes, labels, during)
         swap_run["server_exit_code"] = server.stop()
     runs["server, batched, version swap"] = swap_run
     swap = swap_figures(swap_run, events)
@@ -673,8 +729,8 @@ def report(meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
           f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}{quick}")
     print(f"{meta['clients']} clients x {meta['requests_per_client']} requests, one Rotten "
           f"Tomatoes test snippet each, text-in serving_default; clients: threads of "
-          f"{meta['client_processes']} spawned processes, raw PredictionServiceStub, one "
-          f"channel each; the server a child process (python -m serving.server)")
+          f"{meta['client_processes']} spawned processes, each a {meta['client']} with its own "
+          "channel; the server a child process (python -m serving.server)")
     print("batching parameters: " + ", ".join(
         f"{name} {value}" for name, value in meta["batching_parameters"].items()))
     rows = []
