@@ -5,3 +5,6 @@
 gRPC and REST protocols and loads models the same way, for development and
 tests. The library (`keras_bert_kit`) never imports this package.
 """
+
+# The signature TF Serving runs when a request names none (signature_constants.h).
+DEFAULT_SIGNATURE = "serving_default"

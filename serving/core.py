@@ -369,6 +369,18 @@ class ServingCore:
             entry.status.error_message = message
         return response
 
+    def signature_defs(self, model_spec) -> dict:
+        """{name: SignatureDef} of the version `model_spec` asks for (no metrics recorded).
+
+        For front ends that read a signature before building a request (the
+        REST API takes each input's dtype from it).
+        """
+        servable = self._servable(model_spec)
+        try:
+            return dict(servable.signature_defs)
+        finally:
+            servable.release()
+
     def model_names(self) -> list[str]:
         return list(self._models)
 

@@ -24,41 +24,50 @@ from tensorflow_serving.apis import (
 
 from keras_bert_kit.export.warmup import MAX_WARMUP_RECORDS, WARMUP_FILE, read_warmup_requests
 
+from serving import DEFAULT_SIGNATURE
 from serving.errors import ServingError, from_tf_error, invalid_argument
-from serving.tensors import dtype_name, tensor_shape, to_ndarray, to_tensor_proto
-
-DEFAULT_SIGNATURE = "serving_default"
+from serving.tensors import (
+    TensorDecodeError,
+    dtype_name,
+    make_ndarray,
+    make_tensor_proto,
+    tensor_shape,
+)
 
 # ModelVersionStatus.State names, as GetModelStatus reports them.
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
-
 def signature_name_of(model_spec) -> str:
     return model_spec.signature_name or DEFAULT_SIGNATURE
 
+def _request_tensor(info, proto, alias: str) -> np.ndarray:
+    """The value of input `alias`, once its declared dtype and shape fit the signature.
 
-def _check_against(info, proto, alias: str):
-    """INVALID_ARGUMENT unless the tensor `proto` declares fits the signature's TensorInfo.
-
-    Checked on the declared dtype and shape, before any value is decoded.
+    Checked before any value is decoded; every problem is INVALID_ARGUMENT
+    naming the input.
     """
-    dtype, shape = proto.dtype, tensor_shape(proto, alias)
+    try:
+        shape = tensor_shape(proto)
+    except TensorDecodeError as error:
+        raise invalid_argument(f"Input \"{alias}\": {error}.") from None
+    dtype = proto.dtype
     if dtype != info.dtype:
         raise invalid_argument(
             f"Input \"{alias}\" must be {dtype_name(info.dtype)} (the signature's dtype); "
             f"got {dtype_name(dtype)}."
         )
-    if info.tensor_shape.unknown_rank:
-        return
     expected = [dim.size for dim in info.tensor_shape.dim]
-    if len(expected) != len(shape) or any(
+    if not info.tensor_shape.unknown_rank and (len(expected) != len(shape) or any(
         size not in (-1, actual) for size, actual in zip(expected, shape)
-    ):
+    )):
         shown = ", ".join("?" if size == -1 else str(size) for size in expected)
         raise invalid_argument(
             f"Input \"{alias}\" must have shape [{shown}]; got {list(shape)}."
         )
-
+    try:
+        return make_ndarray(proto)
+    except TensorDecodeError as error:
+        raise invalid_argument(f"Input \"{alias}\": {error}.") from None
 
 def _serialized_examples(model_input) -> np.ndarray:
     """The tf.Examples of an `Input` proto, serialized (context merged into each)."""
@@ -78,7 +87,6 @@ def _serialized_examples(model_input) -> np.ndarray:
     if not examples:
         raise invalid_argument("Input is empty.")
     return np.array([example.SerializeToString() for example in examples], dtype=object)
-
 
 class ServableVersion:
     """A loaded version: its session, its signatures, and its in-flight requests.
@@ -196,13 +204,12 @@ class ServableVersion:
             raise invalid_argument(f"duplicate output tensor alias: {duplicate}")
         feeds = {}
         for alias, proto in request.inputs.items():
-            _check_against(signature.inputs[alias], proto, alias)
-            feeds[alias] = to_ndarray(proto, alias)
+            feeds[alias] = _request_tensor(signature.inputs[alias], proto, alias)
         outputs = self._run(signature_name, signature, feeds)
         response = predict_pb2.PredictResponse()
         self._fill_model_spec(response.model_spec, signature_name)
         for alias in aliases or signature.outputs:
-            response.outputs[alias].CopyFrom(to_tensor_proto(outputs[alias]))
+            response.outputs[alias].CopyFrom(make_tensor_proto(outputs[alias], alias))
         return response
 
     def _examples_signature(self, request, outputs_wanted, api):

@@ -105,6 +105,10 @@ def parse_args(argv=None):
     signatures.add_argument("--pairs", action="store_true",
                             help="sequence classifier: serving_default reads text pairs "
                             "(text and text_pair)")
+    signatures.add_argument("--signatures", type=signature_names, default=None,
+                            help="comma-separated signatures to write (default: all of the "
+                            "model's). predict_ids alone needs no TF Text op: every TF "
+                            "Serving release loads it")
     signatures.add_argument("--top-k", type=int, default=5,
                             help="pretrainer: tokens fill_mask returns per [MASK] "
                             "(default: %(default)s)")
@@ -184,10 +188,19 @@ def parse_args(argv=None):
     else:
         given = [option for option, value in (("--version", args.version is not None),
                                               ("--dtype bfloat16", args.dtype != "float32"),
-                                              ("--no-warmup", not args.warmup)) if value]
+                                              ("--no-warmup", not args.warmup),
+                                              ("--signatures", args.signatures)) if value]
         if given:
             parser.error(f"{', '.join(given)}: for SavedModel exports, not --tflite.")
     return args
+
+
+def signature_names(text):
+    """`--signatures`'s value: the names it lists, each once (the model checks them)."""
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("give a comma-separated list of signature names.")
+    return names
 
 
 def quantization_list(text):
@@ -520,7 +533,8 @@ def run(args):
     preprocessor = make_preprocessor(model, args)
     # Checks the options against the model before anything is written.
     builder = SignatureBuilder(model, preprocessor, pairs=args.pairs, top_k=args.top_k,
-                               max_answer_length=args.max_answer_length)
+                               max_answer_length=args.max_answer_length,
+                               signatures=args.signatures)
     texts = verification_texts(builder, args.verify_texts)
     if args.tflite:
         return run_tflite(args, model, preprocessor, builder, texts)
@@ -535,7 +549,7 @@ def run(args):
     export_dir = export_saved_model(
         model, args.out, args.version, preprocessor=preprocessor, pairs=args.pairs,
         dtype=args.dtype, top_k=args.top_k, max_answer_length=args.max_answer_length,
-        warmup=args.warmup, overwrite=args.overwrite,
+        warmup=args.warmup, overwrite=args.overwrite, signatures=args.signatures,
     )
     parity = verify_export(model, export_dir, texts, preprocessor=preprocessor,
                            tolerance=args.tolerance)

@@ -143,6 +143,7 @@ def export_saved_model(
     max_answer_length=30,
     warmup=True,
     overwrite=False,
+    signatures=None,
 ):
     """Exports `model` as version `version` of a TF Serving model directory.
 
@@ -164,6 +165,10 @@ def export_saved_model(
         max_answer_length: the longest QA answer, in tokens.
         warmup: write `assets.extra/tf_serving_warmup_requests`.
         overwrite: replace an existing version `version`.
+        signatures: the signatures to write (by default all of the kind's).
+            `signatures=["predict_ids"]` writes a graph without TF Text ops,
+            which every TF Serving release loads; Keras then writes it under
+            `serving_default` as well, as TF Serving needs that name.
 
     Returns:
         The version directory, `base_dir/<version>`.
@@ -174,7 +179,7 @@ def export_saved_model(
     """
     builder = SignatureBuilder(
         with_dtype(model, dtype), preprocessor, pairs=pairs, top_k=top_k,
-        max_answer_length=max_answer_length,
+        max_answer_length=max_answer_length, signatures=signatures,
     )
     base_dir = os.path.abspath(os.fspath(base_dir))
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):

@@ -180,11 +180,14 @@ class SignatureBuilder:
         max_answer_length: the longest QA answer, in tokens.
         id_length: a fixed length for `predict_ids`'s inputs (and packing to
             it), for static-shape runtimes; by default any length.
+        signatures: the names of the signatures to make, out of the kind's
+            (`SIGNATURES`); by default all of them.
     """
 
     def __init__(self, model, preprocessor=None, *, pairs=False, top_k=5, max_answer_length=30,
-                 id_length=None):
+                 id_length=None, signatures=None):
         self.kind = model_kind(model)
+        self._names = self._chosen(signatures)
         self.model = model
         self.preprocessor = resolve_preprocessor(model, preprocessor)
         if pairs and self.kind != "classifier":
@@ -208,9 +211,25 @@ class SignatureBuilder:
         )
         self.top_k = min(top_k, self.tokenizer.vocabulary_size())
 
+    def _chosen(self, signatures):
+        available = SIGNATURES[self.kind]
+        if signatures is None:
+            return available
+        if isinstance(signatures, str):
+            signatures = [signatures]
+        signatures = list(signatures)
+        unknown = [name for name in signatures if name not in available]
+        if not signatures or unknown:
+            raise ValueError(
+                f"`signatures` must name some of this {self.kind}'s signatures {available}; "
+                f"got {signatures}."
+            )
+        return tuple(name for name in available if name in signatures)
+
     @property
     def names(self):
-        return SIGNATURES[self.kind]
+        """The signatures this builder makes, in `SIGNATURES` order."""
+        return self._names
 
     @property
     def text_inputs(self):

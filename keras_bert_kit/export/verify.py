@@ -186,6 +186,7 @@ def verify_export(model, export_dir, texts, *, preprocessor=None, tolerance=None
     builder = SignatureBuilder(
         model, preprocessor, pairs=settings["pairs"], top_k=settings["top_k"] or 5,
         max_answer_length=settings["max_answer_length"] or 30,
+        signatures=list(settings["signatures"]),
     )
     loaded = tf.saved_model.load(export_dir)
     references = builder.functions()

@@ -368,3 +368,49 @@ def test_saved_model_cli_shows_every_signature(exports):
         assert name in result.stdout
     assert json.loads(open(os.path.join(exports["classifier"], "assets",
                                         "keras_bert_kit.json")).read())["model"]
+
+
+IDS_ONLY_LOAD = """
+import sys
+import tensorflow as tf
+graph = tf.Graph()
+session = tf.compat.v1.Session(graph=graph)
+with graph.as_default():
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], sys.argv[1])
+assert "tensorflow_text" not in sys.modules
+signature = meta_graph.signature_def["predict_ids"]
+feed = {signature.inputs[name].name: [[101, 2023, 102]]
+        for name in ("input_ids", "segment_ids", "padding_mask")}
+feed[signature.inputs["segment_ids"].name] = [[0, 0, 0]]
+feed[signature.inputs["padding_mask"].name] = [[1, 1, 1]]
+print(session.run(signature.outputs["probabilities"].name, feed).shape)
+"""
+
+
+def test_an_ids_only_export_loads_without_tf_text(models, tmp_path):
+    from keras_bert_kit.export import check_serving_ops
+
+    version_dir = export_saved_model(models["classifier"], tmp_path / "ids",
+                                     signatures=["predict_ids"])
+    settings = read_export_settings(version_dir)
+    assert list(settings["signatures"]) == ["predict_ids"]
+    assert {log.predict_log.request.model_spec.signature_name
+            for log in read_warmup_requests(version_dir)} == {"predict_ids"}
+    report = check_serving_ops(version_dir)
+    assert report.non_core_ops == () and report.min_serving_version == "2.0.0"
+    # A process that never imports TF Text (as a TF Serving built without its ops).
+    result = subprocess.run([sys.executable, "-c", IDS_ONLY_LOAD, version_dir],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "(1, 3)"
+    # TF Serving needs serving_default: Keras writes the first signature under it too.
+    assert set(tf.saved_model.load(version_dir).signatures) == {"predict_ids", "serving_default"}
+    report = verify_export(models["classifier"], version_dir, SENTENCES)
+    assert set(report) == {"predict_ids"} and report["predict_ids"]["agreement"] == 1.0
+
+    with pytest.raises(ValueError, match=r"some of this classifier's signatures .*'fill_mask'"):
+        export_saved_model(models["classifier"], tmp_path / "bad", signatures=["fill_mask"])
+    with pytest.raises(ValueError, match="some of this"):
+        export_saved_model(models["classifier"], tmp_path / "bad", signatures=[])
+    assert not (tmp_path / "bad").exists()

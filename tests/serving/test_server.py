@@ -160,7 +160,7 @@ def _bad_predict_requests():
          grpc.StatusCode.INVALID_ARGUMENT, "must be string"),
         (with_input("text", tf.make_tensor_proto([["a", "b"]])),
          grpc.StatusCode.INVALID_ARGUMENT, "must have shape [?]"),
-        (lying, grpc.StatusCode.INVALID_ARGUMENT, "elements"),
+        (lying, grpc.StatusCode.INVALID_ARGUMENT, "takes more than"),
         (short_content, grpc.StatusCode.INVALID_ARGUMENT, "Input \"text\""),
         (bad_filter, grpc.StatusCode.INVALID_ARGUMENT, "output tensor alias not found"),
     ]

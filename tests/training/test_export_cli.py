@@ -214,6 +214,8 @@ def test_text_input_writes_a_text_in_model_and_the_float_variant_is_checked(
     (["--text-input"], "--text-input: for TFLite exports; add --tflite"),
     (["--eval-data", "rotten_tomatoes"], "--eval-data: for TFLite exports"),
     (["--tflite", "none", "--version", "3"], "--version: for SavedModel exports"),
+    (["--tflite", "none", "--signatures", "predict_ids"], "--signatures: for SavedModel"),
+    (["--signatures", ","], "give a comma-separated list of signature names"),
 ])
 def test_tflite_usage_errors_exit_2_with_one_line(tmp_path, capsys, options, message):
     err = one_line_error(capsys, "--model", str(tmp_path / "m.keras"), "--out",
