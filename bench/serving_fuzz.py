@@ -39,9 +39,13 @@ method:
   and huge payloads (up to 80 MB, above the 64 MB request limit), to the
   service methods and to unknown method paths.
 
-REST (when served): random JSON bodies (row and columnar formats, random
-values, deep nesting, b64 objects with garbage), truncated and non-JSON
-bodies, wrong content types, random URLs and methods, huge bodies.
+REST (when serving/rest.py exists, half of the requests): random JSON bodies
+(row and columnar formats, random values, deep nesting, b64 objects with
+garbage), truncated and non-JSON bodies, wrong content types, random URLs
+and methods (any token), a Content-Length longer than the body, huge bodies;
+and requests on the served model's own URLs with bodies in its signatures'
+shapes (rows, row objects, columns, b64 strings, ids), some of them mangled
+(a value replaced by random JSON, the body cut short).
 
 Declared shapes that a server must run (TF Serving fills a tensor from its
 last value, so a string tensor [2^20] from one value is one million texts)
@@ -59,7 +63,9 @@ on, so that every finding of the run is listed). grpcio answers a request it
 cannot parse with INTERNAL "Exception deserializing request!" before any
 server code runs (C++ gRPC, and so tensorflow_model_server, also answer
 INTERNAL for an unparsable message): those are counted apart and listed, not
-failed. Findings are also written to WORK_DIR/fuzz_findings.json (each with
+failed; so are the HTTP 501s that Python's http.server answers for a method
+token that is no HTTP method (RFC 9110's answer; TF Serving's libevent
+answers 400). Findings are also written to WORK_DIR/fuzz_findings.json (each with
 its method path and its bytes in base64, to replay).
 
     .venv/bin/python bench/serving_fuzz.py            # full run, 10,000 requests (`make bench-serving-fuzz`)
@@ -455,6 +461,51 @@ def rest_bodies(draw) -> bytes:
 
 
 @st.composite
+def served_rest_requests(draw) -> tuple[str, str, tuple]:
+    """Requests on the served model's own URLs with bodies of its signatures' shape, often
+    mangled a little: they reach the JSON <-> tensor conversion and the model."""
+    where = draw(st.sampled_from(["", "", "/versions/1", "/versions/2", "/labels/stable",
+                                  "/labels/canary"]))
+    base = f"/v1/models/{MODEL_NAME}{where}"
+    if draw(st.integers(0, 4)) == 0:
+        return "REST GET served", "REST", ("GET", base + draw(st.sampled_from(["", "/metadata"])),
+                                            "", "right", b"")
+    texts = st.lists(st.one_of(st.text(max_size=60), st.binary(max_size=40).map(
+        lambda b: {"b64": base64.b64encode(b).decode()})), min_size=1, max_size=8)
+    ids = st.lists(st.lists(st.integers(-3, 31000), min_size=1, max_size=12), min_size=1,
+                   max_size=3)
+    layout = draw(st.sampled_from(["rows", "row objects", "columns", "column list", "ids rows",
+                                   "ids columns"]))
+    if layout == "rows":
+        body = {"instances": draw(texts)}
+    elif layout == "row objects":
+        body = {"instances": [{"text": t} for t in draw(texts)]}
+    elif layout == "columns":
+        body = {"inputs": {"text": draw(texts)}}
+    elif layout == "column list":
+        body = {"inputs": draw(texts)}
+    else:
+        rows = draw(ids)
+        body = {"signature_name": "predict_ids"}
+        if layout == "ids rows":
+            body["instances"] = [{name: row for name in ID_NAMES} for row in rows]
+        else:
+            body["inputs"] = {name: rows for name in ID_NAMES}
+    if draw(st.integers(0, 3)) == 0:
+        body["signature_name"] = draw(st.one_of(st.sampled_from(SIGNATURES), json_values))
+    if draw(st.integers(0, 3)) == 0:  # one value replaced by any JSON
+        key = draw(st.sampled_from(sorted(body)))
+        body[key] = draw(json_values)
+    text = json.dumps(body)
+    if draw(st.integers(0, 5)) == 0:
+        text = text[:draw(st.integers(0, len(text) - 1))]
+    content_type = draw(st.sampled_from(["application/json", "application/json", "text/plain",
+                                         ""]))
+    return f"REST POST served: {layout}", "REST", (
+        "POST", base + ":predict", content_type, "right", text.encode("utf-8", "surrogatepass"))
+
+
+@st.composite
 def rest_requests(draw) -> tuple[str, str, tuple]:
     method = draw(st.one_of(st.sampled_from(["POST", "POST", "GET", *REST_METHODS]),
                             st.text(st.characters(min_codepoint=65, max_codepoint=90),
@@ -593,8 +644,10 @@ def healthy(address: str, deadline: float) -> str | None:
     return None if result["code"] == "OK" else f"{result['code']}: {result['message'][:200]}"
 
 
-def finding_kind(result: dict) -> str | None:
+def finding_kind(case, result: dict) -> str | None:
     """Why a result is a finding (None: an expected status)."""
+    if result["code"] == "HTTP 501" and case[2][0] not in REST_METHODS:
+        return "http.server: method not implemented"
     if result["code"] == "CLIENT_ERROR":
         return "client-side error (not sent)"
     if result["code"] == "DEADLINE_EXCEEDED":
@@ -653,7 +706,7 @@ class Fuzzer:
         for case, result in zip(cases, results):
             result["server"] = label
             self.results.append(result)
-            kind = finding_kind(result)
+            kind = finding_kind(case, result)
             if kind:
                 self.findings.append({"kind": kind, "server": label, "code": result["code"],
                                       "message": result["message"][:500],
@@ -770,7 +823,10 @@ def main(argv=None) -> dict:
         label = "batched" if batching else "unbatched"
         log(f"{label} server: starting")
         fuzzer = Fuzzer(server_factory(config, work_dir, batching, meta["rest"]), args.deadline)
-        strategy = st.one_of(grpc_requests, rest_requests()) if meta["rest"] else grpc_requests
+        # Half gRPC, half REST (random, and on the served model's URLs).
+        strategy = st.one_of(grpc_requests, grpc_requests, rest_requests(),
+                             served_rest_requests()) \
+            if meta["rest"] else grpc_requests
         try:
             share = total // 2 + (total % 2 if batching else 0)
             sent = 0
@@ -807,6 +863,11 @@ def main(argv=None) -> dict:
     return summary
 
 
+def printable(text: str) -> str:
+    """`text` on one line, control characters escaped (requests carry any bytes)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text.replace("\n", " "))
+
+
 def report(meta, results, findings, failures, probes) -> dict:
     quick = "  [QUICK: a smoke run]" if meta["quick"] else ""
     print(f"{meta['cores']} usable CPU(s); load average at start {meta['load_average_start']:.2f},"
@@ -829,7 +890,7 @@ def report(meta, results, findings, failures, probes) -> dict:
                                    if r["code"] != "OK")
     print("\nMost common statuses with their messages:")
     print(format_table(["requests", "status", "message"], [
-        [str(n), code, message.replace("\n", " ")] for (code, message), n in
+        [str(n), code, printable(message)] for (code, message), n in
         messages.most_common(15)]))
     slowest = max(results, key=lambda r: r["seconds"])
     print(f"slowest answer: {slowest['seconds']:.2f} s ({slowest['family']}, {slowest['code']})")
@@ -841,9 +902,13 @@ def report(meta, results, findings, failures, probes) -> dict:
 
     by_kind = collections.Counter(f["kind"] for f in findings)
     deserializer = by_kind.pop("grpcio deserializer", 0)
+    unknown_methods = by_kind.pop("http.server: method not implemented", 0)
     print(f"\nINTERNAL from grpcio's deserializer (unparsable bytes, before any server code; "
           f"C++ gRPC answers these INTERNAL too): {deserializer}")
-    failing = [f for f in findings if f["kind"] != "grpcio deserializer"]
+    print(f"HTTP 501 from http.server for a method that is no HTTP method (before any server "
+          f"code; RFC 9110's answer; TF Serving's libevent answers 400): {unknown_methods}")
+    failing = [f for f in findings if f["kind"] not in (
+        "grpcio deserializer", "http.server: method not implemented")]
     if failing:
         print(f"\nFINDINGS ({len(failing)}): statuses that mean an unhandled path, or no answer")
         seen = collections.Counter()
@@ -855,9 +920,10 @@ def report(meta, results, findings, failures, probes) -> dict:
             if seen[key] > 1:
                 continue
             print(f"- {finding['kind']} ({finding['server']} server, {finding['family']}, "
-                  f"{finding['path']}, {finding['seconds']:.2f} s): {finding['message'][:300]}")
-            print("  request: " + (finding.get("text") or finding.get("payload")
-                                   or finding.get("base64", ""))[:600].replace("\n", " "))
+                  f"{printable(finding['path'])}, {finding['seconds']:.2f} s): "
+                  f"{printable(finding['message'][:300])}")
+            print("  request: " + printable((finding.get("text") or finding.get("payload")
+                                             or finding.get("base64", ""))[:600]))
         repeats = {key: n for key, n in seen.items() if n > 1}
         for (kind, family, message), n in repeats.items():
             print(f"  ({n} requests in all: {kind}, {family}: {message!r})")
