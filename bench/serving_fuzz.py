@@ -157,6 +157,12 @@ dtypes = st.one_of(st.sampled_from(sorted(types_pb2.DataType.values())),
 ascii_path = st.characters(min_codepoint=33, max_codepoint=126)
 
 
+def weighted(*choices: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:
+    """One of the strategies, each with its weight (`st.one_of` drops repeated ones)."""
+    slots = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(slots) - 1).flatmap(slots.__getitem__)
+
+
 def product(dims) -> int:
     total = 1
     for size in dims:
@@ -472,8 +478,10 @@ def served_rest_requests(draw) -> tuple[str, str, tuple]:
                                             "", "right", b"")
     texts = st.lists(st.one_of(st.text(max_size=60), st.binary(max_size=40).map(
         lambda b: {"b64": base64.b64encode(b).decode()})), min_size=1, max_size=8)
-    ids = st.lists(st.lists(st.integers(-3, 31000), min_size=1, max_size=12), min_size=1,
-                   max_size=3)
+    # Rows of one length, ids in the vocabulary but for the odd one outside it.
+    length = draw(st.integers(1, 12))
+    ids = st.lists(st.lists(weighted((9, st.integers(0, 30521)), (1, st.integers(-3, 40000))),
+                            min_size=length, max_size=length), min_size=1, max_size=3)
     layout = draw(st.sampled_from(["rows", "row objects", "columns", "column list", "ids rows",
                                    "ids columns"]))
     if layout == "rows":
@@ -486,11 +494,14 @@ def served_rest_requests(draw) -> tuple[str, str, tuple]:
         body = {"inputs": draw(texts)}
     else:
         rows = draw(ids)
+        columns = {"input_ids": rows, "segment_ids": [[0] * length for _ in rows],
+                   "padding_mask": [[1] * length for _ in rows]}
         body = {"signature_name": "predict_ids"}
         if layout == "ids rows":
-            body["instances"] = [{name: row for name in ID_NAMES} for row in rows]
+            body["instances"] = [{name: columns[name][i] for name in ID_NAMES}
+                                 for i in range(len(rows))]
         else:
-            body["inputs"] = {name: rows for name in ID_NAMES}
+            body["inputs"] = columns
     if draw(st.integers(0, 3)) == 0:
         body["signature_name"] = draw(st.one_of(st.sampled_from(SIGNATURES), json_values))
     if draw(st.integers(0, 3)) == 0:  # one value replaced by any JSON
@@ -507,9 +518,9 @@ def served_rest_requests(draw) -> tuple[str, str, tuple]:
 
 @st.composite
 def rest_requests(draw) -> tuple[str, str, tuple]:
-    known = st.sampled_from(["POST", "POST", "GET", *REST_METHODS])
-    method = draw(st.one_of(known, known, known, st.text(
-        st.characters(min_codepoint=65, max_codepoint=90), min_size=1, max_size=8)))
+    method = draw(weighted((3, st.sampled_from(["POST", "POST", "GET", *REST_METHODS])),
+                           (1, st.text(st.characters(min_codepoint=65, max_codepoint=90),
+                                       min_size=1, max_size=8))))
     path = draw(rest_paths())
     body = draw(rest_bodies()) if method not in ("GET", "HEAD") or draw(
         st.integers(0, 4)) == 0 else b""
@@ -824,8 +835,8 @@ def main(argv=None) -> dict:
         log(f"{label} server: starting")
         fuzzer = Fuzzer(server_factory(config, work_dir, batching, meta["rest"]), args.deadline)
         # Half gRPC, half REST (random, and on the served model's URLs).
-        strategy = st.one_of(grpc_requests, grpc_requests, rest_requests(),
-                             served_rest_requests()) \
+        strategy = weighted((2, grpc_requests), (1, rest_requests()),
+                            (1, served_rest_requests())) \
             if meta["rest"] else grpc_requests
         try:
             share = total // 2 + (total % 2 if batching else 0)
