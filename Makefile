@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving bench-export install lock clean
+.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving bench-serving-load bench-serving-fuzz bench-export install lock clean
 
 install: $(STAMP)
 
@@ -58,6 +58,12 @@ bench-pretrain: $(STAMP)
 
 bench-serving: $(STAMP)
 	$(BIN)/python bench/serving_throughput.py
+
+bench-serving-load: $(STAMP)
+	$(BIN)/python bench/serving_load.py
+
+bench-serving-fuzz: $(STAMP)
+	$(BIN)/python bench/serving_fuzz.py
 
 bench-export: $(STAMP)
 	$(BIN)/python bench/export_matrix.py --int8-study
