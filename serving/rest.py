@@ -1035,6 +1035,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":  # garbage, most likely: answer with a status line
             self.request_version = "HTTP/1.0"
         text = message or explain or self.responses.get(code, ("Error",))[0]
+        if code == 501:  # no such HTTP method: TF Serving's libevent answers 400
+            code, text = 400, f"Malformed request: {self.command} {self.path}"
         self._send(code, error_json(text), JSON_CONTENT_TYPE)
 
     def handle_expect_100(self):

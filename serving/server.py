@@ -118,6 +118,21 @@ def channel_arguments(text: str) -> list[tuple[str, object]]:
     return arguments
 
 
+class _OneLineDeserializationErrors(logging.Filter):
+    """grpcio logs a traceback for every request whose bytes do not parse (it answers
+    INTERNAL, as C++ gRPC does): one line each, so no client can flood the log."""
+
+    def filter(self, record):
+        if record.exc_info and "deserializing" in record.getMessage():
+            record.exc_info = None
+            record.msg = f"{record.getMessage()} (answered INTERNAL)"
+            record.args = ()
+        return True
+
+
+logging.getLogger("grpc._common").addFilter(_OneLineDeserializationErrors())
+
+
 class ModelServer:
     """The gRPC and REST servers over one `ServingCore`."""
 

@@ -221,7 +221,7 @@ OVERSIZED = json.dumps({"instances": ["word " * (8 * MAX_REQUEST_BYTES)]})
     ("GET", "/v2/models/sentiment", None, 404, "No handler for GET /v2/models/sentiment"),
     ("OPTIONS", "/v1/models/sentiment:predict", None, 400,
      "Origin header is missing in CORS preflight"),
-    ("BREW", "/v1/models/sentiment", None, 501, "Unsupported method ('BREW')"),
+    ("BREW", "/v1/models/sentiment", None, 400, "Malformed request: BREW /v1/models/sentiment"),
 ])
 def test_every_error_is_json_and_the_server_keeps_serving(core, server, method, path, body,
                                                           status, message):

@@ -490,3 +490,21 @@ def test_warmup_runs_before_a_version_serves(classifier_exports, sentiment_base)
         assert (reply.version, reply.state) == (2, get_model_status_pb2.ModelVersionStatus.END)
         assert reply.status.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
         assert 'signature key "no_such_signature"' in reply.status.error_message
+
+
+def test_unparsable_bytes_are_internal_and_logged_in_one_line(server, caplog):
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    try:
+        send = channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                   request_serializer=None, response_deserializer=None)
+        with caplog.at_level("ERROR", logger="grpc._common"):
+            with pytest.raises(grpc.RpcError) as caught:
+                send(b"\xff\xff\xff garbage", timeout=TIMEOUT)
+        # What C++ gRPC (so tensorflow_model_server) answers too.
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
+        records = [r for r in caplog.records if "deserializing" in r.getMessage()]
+        assert records and all(r.exc_info is None for r in records)
+    finally:
+        channel.close()
+    with prediction_stub(server) as (predict, _):
+        assert predict.Predict(predict_request(), timeout=TIMEOUT).outputs["label"]
