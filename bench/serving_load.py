@@ -67,7 +67,6 @@ otherwise idle machine: the load average is printed for every run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -91,6 +90,8 @@ import numpy as np  # noqa: E402
 from _timing import format_table, usable_cores  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `serving` is a top-level directory of the repository, not an installed package.
+sys.path.insert(1, ROOT)
 MODEL_NAME = "sentiment"
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 500
@@ -647,9 +648,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="requests per client (default 500)")
     parser.add_argument("--client-processes", type=int, default=2,
                         help="spawned processes the client threads are spread over (default 2)")
-    parser.add_argument("--client", choices=sorted(CLIENT_KINDS), default=(
-        "serving-client" if importlib.util.find_spec("serving.client") else "stub"),
-                        help="serving.client.ServingClient (the default where it exists) or "
+    parser.add_argument("--client", choices=sorted(CLIENT_KINDS), default="serving-client",
+                        help="serving.client.ServingClient (the default) or "
                         "tensorflow-serving-api's raw stub")
     parser.add_argument("--max-batch-size", type=int, default=BATCHING["max_batch_size"])
     parser.add_argument("--batch-timeout-micros", type=int,

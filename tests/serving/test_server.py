@@ -1,5 +1,6 @@
 """The TF Serving-compatible server over gRPC: wire format, statuses, versions, shutdown."""
 
+import json
 import os
 import signal
 import subprocess
@@ -508,3 +509,31 @@ def test_unparsable_bytes_are_internal_and_logged_in_one_line(server, caplog):
         channel.close()
     with prediction_stub(server) as (predict, _):
         assert predict.Predict(predict_request(), timeout=TIMEOUT).outputs["label"]
+
+
+def test_prometheus_metrics_per_model_version_signature_and_entrypoint(sentiment_base, tmp_path):
+    import urllib.request
+
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
+    with running_server(model_name="sentiment", model_base_path=str(sentiment_base),
+                        rest_api_port=0, monitoring_config_file=str(monitoring)) as server, \
+            prediction_stub(server) as (predict, _):
+        predict.Predict(predict_request(), timeout=TIMEOUT)
+        with pytest.raises(grpc.RpcError):
+            predict.Predict(predict_request(signature_name="x"), timeout=TIMEOUT)
+        body = json.dumps({"instances": ["dull"]}).encode()
+        urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/v1/models/sentiment:predict",
+                               body, timeout=TIMEOUT).read()
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=TIMEOUT
+        ) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = reply.read().decode()
+    counts = [line for line in text.splitlines()
+              if line.startswith(":tensorflow:serving:request_count{")]
+    for status, entrypoint in (("OK", "GRPC"), ("FAILED_PRECONDITION", "GRPC"), ("OK", "REST")):
+        assert any(f'status="{status}"' in line and f'entrypoint="{entrypoint}"' in line
+                   and 'model_name="sentiment"' in line and line.endswith(" 1")
+                   for line in counts), (status, entrypoint, counts)
+    assert ":tensorflow:serving:request_latency_bucket{" in text
