@@ -19,14 +19,17 @@ import threading
 import time
 
 import grpc
+import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
 )
 
+from keras_bert_kit.export.saved_model import existing_versions
+
 from serving.batching import BatchScheduler, check_supported
 from serving.config import BatchingParameters, ModelConfig
-from serving.errors import ServingError, invalid_argument, status_code
+from serving.errors import ServingError, from_tf_error, invalid_argument
 from serving.servable import (
     AVAILABLE,
     END,
@@ -41,23 +44,6 @@ log = logging.getLogger("serving")
 SIGNATURE_DEF = "signature_def"
 # The APIs that run a signature (their metrics carry its name).
 EXAMPLE_APIS = ("predict", "classify", "regress")
-
-
-def version_directories(base_path: str) -> list[int]:
-    """The versions under `base_path`: all-digit directory names, ascending.
-
-    Anything else (the exporter's `.1.tmp-*` staging directories, files,
-    `saved_model.pb` itself) is not a version, as for TF Serving.
-    """
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return []
-    return sorted(
-        int(name) for name in names
-        if name.isascii() and name.isdigit() and len(name) <= 18
-        and os.path.isdir(os.path.join(base_path, name))
-    )
 
 
 def wanted_versions(config: ModelConfig, present: list[int]) -> list[int]:
@@ -139,9 +125,7 @@ class ServingCore:
             for model in self._models.values():
                 model.available.clear()
         for model, servable in versions:
-            self._set_state(model, servable.version, UNLOADING)
-            servable.unload()
-            self._set_state(model, servable.version, END)
+            self._unload(model, servable)
         for thread in list(self._retiring):
             thread.join(timeout)
 
@@ -158,7 +142,7 @@ class ServingCore:
             if self._stopping.is_set():
                 return
             config = model.config
-            wanted = wanted_versions(config, version_directories(config.base_path))
+            wanted = wanted_versions(config, existing_versions(config.base_path))
             if not wanted and not model.available:
                 log.warning(
                     "No versions of servable %s found under base path %s",
@@ -215,25 +199,29 @@ class ServingCore:
     def _failed(self, model, version, path, error):
         attempts, _ = model.failures.get(path, (0, 0.0))
         model.failures[path] = (attempts + 1, time.monotonic())
-        code = status_code(getattr(error, "error_code", 2))
+        if isinstance(error, tf.errors.OpError):
+            error = from_tf_error(error)
         if isinstance(error, ServingError):
-            code = error.code
-        message = getattr(error, "message", None) or str(error)
+            code, message = error.code, error.message
+        else:
+            code, message = grpc.StatusCode.UNKNOWN, str(error)
         log.error("Loading servable {name: %s version: %d} failed: %s",
                   model.config.name, version, message)
         self._set_state(model, version, END, code, message)
 
-    def _retire(self, model: _Model, servable: ServableVersion):
-        """Unloads `servable` in the background once its requests in flight are done."""
+    def _unload(self, model: _Model, servable: ServableVersion):
+        """UNLOADING, then END once its requests in flight are done and its session is freed."""
         self._set_state(model, servable.version, UNLOADING)
+        servable.unload()
+        self._set_state(model, servable.version, END)
+        log.info("Unloaded servable version {name: %s version: %d}",
+                 model.config.name, servable.version)
 
-        def unload():
-            servable.unload()
-            self._set_state(model, servable.version, END)
-            log.info("Unloaded servable version {name: %s version: %d}",
-                     model.config.name, servable.version)
-
-        thread = threading.Thread(target=unload, name="serving-unload", daemon=True)
+    def _retire(self, model: _Model, servable: ServableVersion):
+        """Unloads `servable` in the background (polling goes on meanwhile)."""
+        thread = threading.Thread(
+            target=self._unload, args=(model, servable), name="serving-unload", daemon=True
+        )
         self._retiring = [t for t in self._retiring if t.is_alive()] + [thread]
         thread.start()
 
@@ -376,13 +364,9 @@ class ServingCore:
         REST API takes each input's dtype from it).
         """
         servable = self._servable(model_spec)
-        try:
-            return dict(servable.signature_defs)
-        finally:
-            servable.release()
+        servable.release()
+        return servable.signature_defs  # read-only protos, kept after an unload
 
-    def model_names(self) -> list[str]:
-        return list(self._models)
 
 
 def _check_metadata_fields(request):

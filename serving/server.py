@@ -229,9 +229,6 @@ class ModelServer:
             self._rest.stop(grace)
         self.core.stop()
 
-    def wait(self, timeout=None) -> bool:
-        return self._stopped.wait(timeout)
-
     def __enter__(self):
         return self.start()
 

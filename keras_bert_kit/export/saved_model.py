@@ -30,12 +30,17 @@ FORMAT_VERSION = 1
 
 
 def existing_versions(base_dir) -> list[int]:
-    """The version numbers under `base_dir` (all-digit directory names), ascending."""
-    if not os.path.isdir(base_dir):
+    """The version numbers under `base_dir`, ascending: all-digit directory names, as TF
+    Serving reads them (an int64 each; anything else, such as the exporter's staging
+    directories, is no version). An unreadable or missing `base_dir` has none."""
+    try:
+        names = os.listdir(base_dir)
+    except OSError:
         return []
     return sorted(
-        int(name) for name in os.listdir(base_dir)
-        if name.isdigit() and name.isascii() and os.path.isdir(os.path.join(base_dir, name))
+        int(name) for name in names
+        if name.isdigit() and name.isascii() and int(name) < 2**63
+        and os.path.isdir(os.path.join(base_dir, name))
     )
 
 

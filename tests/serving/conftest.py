@@ -64,6 +64,19 @@ def copy_version(template, base, version, as_version=None):
     return target
 
 
+def write_model_config(path, models):
+    """Writes a `ModelServerConfig` text proto at `path`; returns its path as a string.
+
+    `models`: (name, base_path, extra text proto fields of the `config`).
+    """
+    entries = "".join(
+        f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" {extra} }}\n'
+        for name, base, extra in models
+    )
+    path.write_text(f"model_config_list {{\n{entries}}}\n")
+    return str(path)
+
+
 @contextlib.contextmanager
 def running_server(**options):
     """A `ModelServer` on a free loopback port (REST too with rest_api_port=0)."""

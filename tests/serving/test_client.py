@@ -38,7 +38,7 @@ import keras_bert_kit as kbk
 from serving import client as serving_client
 from serving.client import ServingClient, ServingClientError, make_ndarray
 from serving.tensors import make_tensor_proto
-from tests.serving.conftest import LABELS, copy_version, running_server
+from tests.serving.conftest import LABELS, copy_version, running_server, write_model_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -564,21 +564,13 @@ def model_server(classifier_exports, pretrainer_export, tmp_path_factory):
     sentiment.mkdir()
     for version in (1, 2):
         copy_version(classifier_exports, sentiment, version)
-    config = root / "models.config"
-    config.write_text(f"""
-model_config_list {{
-  config {{
-    name: "sentiment"
-    base_path: "{sentiment}"
-    model_platform: "tensorflow"
-    model_version_policy {{ all {{}} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-  }}
-  config {{ name: "mlm" base_path: "{pretrainer_export}" model_platform: "tensorflow" }}
-}}
-""")
-    with running_server(model_config_file=str(config)) as server:
+    config = write_model_config(root / "models.config", [
+        ("sentiment", sentiment,
+         "model_version_policy { all {} } "
+         'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 }'),
+        ("mlm", pretrainer_export, ""),
+    ])
+    with running_server(model_config_file=config) as server:
         server.target = f"127.0.0.1:{server.grpc_port}"
         yield server
 

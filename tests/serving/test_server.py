@@ -20,7 +20,13 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.serving.conftest import LABELS, copy_version, prediction_stub, running_server
+from tests.serving.conftest import (
+    LABELS,
+    copy_version,
+    prediction_stub,
+    running_server,
+    write_model_config,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEXTS = ["a gripping, funny film", "dull", "Zoë visited 東京 — twice!"]
@@ -40,6 +46,18 @@ def predict_request(name="sentiment", texts=TEXTS, **spec):
     proto.dtype = tf.string.as_datatype_enum
     proto.tensor_shape.dim.add(size=len(texts))
     proto.string_val.extend(t.encode("utf-8") for t in texts)
+    return request
+
+
+def ids_request(input_ids):
+    """A `predict_ids` request for one row of ids (one segment, no padding)."""
+    input_ids = np.array(input_ids, "int32")
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "sentiment"
+    request.model_spec.signature_name = "predict_ids"
+    request.inputs["input_ids"].CopyFrom(tf.make_tensor_proto(input_ids))
+    request.inputs["segment_ids"].CopyFrom(tf.make_tensor_proto(np.zeros_like(input_ids)))
+    request.inputs["padding_mask"].CopyFrom(tf.make_tensor_proto(np.ones_like(input_ids)))
     return request
 
 
@@ -91,12 +109,7 @@ def test_output_filter_and_ids_in(stubs):
     request.output_filter.append("probabilities")
     assert set(predict.Predict(request, timeout=TIMEOUT).outputs) == {"probabilities"}
 
-    ids = predict_pb2.PredictRequest()
-    ids.model_spec.name = "sentiment"
-    ids.model_spec.signature_name = "predict_ids"
-    ids.inputs["input_ids"].CopyFrom(tf.make_tensor_proto(np.array([[101, 2023, 102]], "int32")))
-    ids.inputs["segment_ids"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), "int32")))
-    ids.inputs["padding_mask"].CopyFrom(tf.make_tensor_proto(np.ones((1, 3), "int32")))
+    ids = ids_request([[101, 2023, 102]])
     outputs = outputs_of(predict.Predict(ids, timeout=TIMEOUT))
     assert outputs["probabilities"].shape == (1, 2)
 
@@ -173,12 +186,7 @@ def test_every_error_code_then_a_good_request(stubs):
         _expect(predict.Predict, request, code, fragment)
         assert predict.Predict(predict_request(), timeout=TIMEOUT).outputs["label"]
 
-    ids = predict_pb2.PredictRequest()
-    ids.model_spec.name = "sentiment"
-    ids.model_spec.signature_name = "predict_ids"
-    ids.inputs["input_ids"].CopyFrom(tf.make_tensor_proto(np.array([[101, 99999, 102]], "int32")))
-    ids.inputs["segment_ids"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 3), "int32")))
-    ids.inputs["padding_mask"].CopyFrom(tf.make_tensor_proto(np.ones((1, 3), "int32")))
+    ids = ids_request([[101, 99999, 102]])
     # Out-of-range ids are caught in the graph, as TF Serving's session would.
     _expect(predict.Predict, ids, grpc.StatusCode.INVALID_ARGUMENT, "input_ids")
 
@@ -256,16 +264,10 @@ def _examples(values):
 
 
 def test_classify_and_regress_signatures(example_models, tmp_path):
-    config = tmp_path / "models.config"
-    config.write_text(
-        "model_config_list {\n"
-        + "".join(
-            f'  config {{ name: "{name}" base_path: "{example_models / name}" '
-            'model_platform: "tensorflow" }\n' for name in ("classify", "regress")
-        )
-        + "}\n"
-    )
-    with running_server(model_config_file=str(config)) as server, \
+    config = write_model_config(tmp_path / "models.config", [
+        (name, example_models / name, "") for name in ("classify", "regress")
+    ])
+    with running_server(model_config_file=config) as server, \
             prediction_stub(server) as (predict, _):
         classify = classification_pb2.ClassificationRequest()
         classify.model_spec.name = "classify"
@@ -295,21 +297,13 @@ def test_two_models_a_version_label_and_a_specific_policy(classifier_exports, pr
     for version in (1, 2):
         copy_version(classifier_exports, sentiment, version)
     copy_version(classifier_exports, sentiment, 2, as_version=3)  # not in the policy
-    config = tmp_path / "models.config"
-    config.write_text(f"""
-model_config_list {{
-  config {{
-    name: "sentiment"
-    base_path: "{sentiment}"
-    model_platform: "tensorflow"
-    model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
-    version_labels {{ key: "stable" value: 1 }}
-    version_labels {{ key: "canary" value: 2 }}
-  }}
-  config {{ name: "mlm" base_path: "{pretrainer_export}" model_platform: "tensorflow" }}
-}}
-""")
-    with running_server(model_config_file=str(config)) as server, \
+    config = write_model_config(tmp_path / "models.config", [
+        ("sentiment", sentiment,
+         "model_version_policy { specific { versions: 1 versions: 2 } } "
+         'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 }'),
+        ("mlm", pretrainer_export, ""),
+    ])
+    with running_server(model_config_file=config) as server, \
             prediction_stub(server) as (predict, models):
         answers = {}
         for label, version in (("stable", 1), ("canary", 2)):
