@@ -242,7 +242,7 @@ def _summary(metrics) -> Paragraph:
         Code(plain(data.get("name"))),
         f" ({count(data.get('train_examples'))} training examples; "
         f"{count(data.get('test_examples'))} test examples from the "
-        f"{data.get('test_source', DASH)}), reaches {percent(scores_t.get('accuracy'))} "
+        f"{plain(data.get('test_source'))}), reaches {percent(scores_t.get('accuracy'))} "
         "accuracy. ",
     ]
     if not scores_s:
@@ -506,7 +506,7 @@ def report_blocks(metrics: dict, charts: dict) -> list:
 
 def _markdown_text(text: str) -> str:
     """Plain text in Markdown: one line, every Markdown-significant character escaped."""
-    return re.sub(r"([\\`*_\[\]<>|#!~&{}])", r"\\\1", re.sub(r"\s+", " ", str(text)))
+    return re.sub(r"([\\`*_\[\]<>|#!~&{}$])", r"\\\1", re.sub(r"\s+", " ", str(text)))
 
 
 def _markdown_piece(piece) -> str:
@@ -605,8 +605,6 @@ def _pyplot():
     matplotlib.use("Agg")  # No display on servers and CI.
     import matplotlib.pyplot as plt
 
-    # Label names come from user data: a "$" must not start TeX math.
-    plt.rcParams["text.parse_math"] = False
     return plt
 
 
@@ -729,7 +727,9 @@ def _confusion_figure(plt, metrics):
     names = [str(n) for n in _as_list(_get(metrics, "data", "label_names"))]
     matrices = [(model, _as_list(_get(metrics, "evaluate", model, "confusion_matrix")))
                 for model in MODELS]
-    matrices = [(model, [_series(row) for row in matrix]) for model, matrix in matrices if matrix]
+    # A matrix that is not square (a damaged metrics.json) is not drawn; its table shows it.
+    matrices = [(model, [_series(row) for row in matrix]) for model, matrix in matrices
+                if matrix and all(len(_as_list(row)) == len(matrix) for row in matrix)]
     if not matrices:
         return None
     size = max(len(matrix) for _, matrix in matrices)
@@ -794,7 +794,10 @@ def write_charts(out_dir: str, metrics: dict) -> dict:
     directory = os.path.join(out_dir, CHARTS_DIR)
     os.makedirs(directory, exist_ok=True)
     written = {}
-    for name, figure in _chart_figures(plt, metrics):
+    # Label names come from user data: a "$" in one must not start TeX math.
+    with plt.rc_context({"text.parse_math": False}):
+        figures = _chart_figures(plt, metrics)
+    for name, figure in figures:
         path = os.path.join(directory, f"{name}.png")
         if figure is None:
             if os.path.exists(path):

@@ -287,7 +287,8 @@ def failed_serve(metrics):
     (no_teacher_tflite, ["No TFLite export of the teacher was recorded."]),
     (lambda m: without(m, "serve"), ["The serving check did not run (nothing recorded)."]),
     (failed_serve, ["The serving check failed: the server did not start within 60 s",
-                    "No answers of the teacher were recorded.", "| all answers equal Keras' | no |"]),
+                    "No answers of the teacher were recorded.",
+                    "| all answers equal Keras' | no |"]),
     (lambda m: without(m, "evaluate", "student"), ["No evaluation of the student was recorded.",
                                                    "No confusion matrix of the student"]),
     (lambda m: without(m, "export"), ["No export was recorded."]),
@@ -343,6 +344,22 @@ def test_a_report_of_almost_nothing_still_writes(tmp_path):
                      "No export was recorded.", "No stage timings were recorded."]:
         assert sentence in markdown
     assert numbers_not_in_metrics(markdown, {"data": {"name": "reviews.csv"}}) == []
+
+
+def test_damaged_chart_data_is_drawn_around(tmp_path):
+    metrics = example_metrics()
+    metrics["evaluate"]["teacher"]["confusion_matrix"] = [[431, 102], [93]]
+    metrics["finetune"]["history"]["accuracy"] = [0.7, None, "n/a"]
+    metrics["distill"]["history"] = {"loss": "not a list"}
+    metrics["export"]["variants"][0].update(accuracy=None, latency_ms=float("nan"))
+    metrics["data"]["label_names"] = ["$x^{$ and a long name cut to fit", "pos"]  # not TeX
+    paths = write_report(str(tmp_path), metrics)
+    charts = {path.rsplit("/", 1)[1] for path in paths if path.endswith(".png")}
+    assert charts == {"summary.png", "comparison.png", "finetune_curves.png",
+                      "confusion_matrices.png"}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| epoch 2 | — |" in markdown and "No distillation history was recorded." in markdown
+    assert numbers_not_in_metrics(markdown, metrics) == []
 
 
 def test_metrics_must_be_a_dict(tmp_path):
