@@ -11,7 +11,9 @@ every error a job reports, is one line on stderr, `error: ...`, at most
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from importlib import resources
 
 import yaml
 from keras_bert_kit.validation import check_int
@@ -191,6 +193,30 @@ def load_config(path):
     return loaded
 
 
+def shipped_configs():
+    """The names (without ".yaml") of the settings files shipped in `training/configs`."""
+    folder = resources.files("training") / "configs"
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir()
+                  if entry.name.endswith(".yaml"))
+
+
+def config_path(name):
+    """The file `--config name` means: the file `name`, else the shipped config so named.
+
+    A shipped config is named without a directory, with or without ".yaml"
+    (`--config bert_mini_news`), and found in the installed package, so it
+    works from any directory. A ValueError lists the shipped names when
+    `name` is neither.
+    """
+    if os.path.exists(name) or os.path.dirname(name):
+        return name
+    stem = name.removesuffix(".yaml")
+    if stem in shipped_configs():
+        return str(resources.files("training") / "configs" / f"{stem}.yaml")
+    raise ValueError(f"--config {quote(name)}: no such file, nor a shipped config of that name "
+                     f"(shipped: {', '.join(shipped_configs())}).")
+
+
 def parse_settings(prog, description, spec, check, argv=None):
     """The settings dict of a job: defaults, then `--config` YAML, then options.
 
@@ -213,7 +239,8 @@ def parse_settings(prog, description, spec, check, argv=None):
         + "\n".join(f"  {k}: {help_} (default: {default})" for k, (default, help_) in spec.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="YAML file of settings")
+    parser.add_argument("--config", help="YAML file of settings, or the name of a shipped one: "
+                        + ", ".join(shipped_configs()))
     for key, (default, help_) in spec.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
                             help=f"{help_} (default: {default})")
@@ -222,7 +249,7 @@ def parse_settings(prog, description, spec, check, argv=None):
     settings = {key: default for key, (default, _) in spec.items()}
     try:
         if args.config:
-            loaded = load_config(args.config)
+            loaded = load_config(config_path(args.config))
             unknown = [key for key in loaded if key not in spec]
             if unknown:
                 names = ", ".join(quote(key) for key in unknown[:10])

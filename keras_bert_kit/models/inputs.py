@@ -273,6 +273,9 @@ class IdInputsModel:
       operator") and clamps out-of-range gathers, so a compiled forward pass
       would answer for ids it should refuse. Training keeps XLA: its data
       comes from the package's own pipelines. `jit_compile` keeps its value.
+    - `fit` on a `tf.data.Dataset` does not pass Keras's default
+      `shuffle=True`, which Keras cannot apply to a dataset (it warns on every
+      fit that it ignores it): a dataset is shuffled by whoever makes it.
 
     Put it before `keras.Model` in the bases.
     """
@@ -285,6 +288,8 @@ class IdInputsModel:
         return super().__call__(*args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
         return super().fit(dense_inputs(x, self.name), *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
