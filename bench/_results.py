@@ -29,7 +29,8 @@ from _timing import Timing, format_table, measure, usable_cores
 
 BENCH_DIR = Path(__file__).resolve().parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-QUICK_BANNER = "**Smoke run (`--quick`): measures nothing.** It only checks that the benchmark works."
+QUICK_BANNER = ("**Smoke run (`--quick`): measures nothing.** It only checks that the "
+                "benchmark works.")
 # Square float32 matmuls that `machine_info` times by default, on both Keras inference paths.
 PEAK_MATMUL_SIZES = (1024, 2048)
 KERAS_PATHS = {"tf.function": False, "tf.function+XLA": True}  # label -> jit_compile
