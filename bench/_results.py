@@ -139,6 +139,14 @@ def machine_info(
     return Machine(cpu=cpu_model(), cores=usable_cores(), peak=best, versions=versions)
 
 
+def run_machine_info(quick: bool) -> Machine:
+    """`machine_info` as a run of the benchmarks measures it: a smoke (`--quick`) run
+    times one small matmul, its peak as meaningless as its other numbers."""
+    if quick:
+        return machine_info(sizes=(512,), budget_seconds=0.0, min_repeats=2)
+    return machine_info()
+
+
 # === Writing ===================================================================
 
 
@@ -189,7 +197,7 @@ def _note_markdown(text: str) -> str:
 Chart = Callable[[str], None]  # writes a PNG to the path it is given
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """`write(temporary_path)` in `path`'s directory, then a rename onto `path`."""
     # Named per process, created as any file (umask), and with the suffix that tells
     # matplotlib the format.
@@ -213,15 +221,15 @@ def _write_png(path: Path, chart) -> None:
             if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
                 raise ValueError(f"chart {path.name!r}: what was written is not a PNG")
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     def write(temporary: str) -> None:
         with open(temporary, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def git_commit() -> str | None:
@@ -283,8 +291,68 @@ def write_results(
         parts.append(section.markdown() if isinstance(section, Table) else _note_markdown(section))
     parts += [f"![{chart_name}]({path.name})" for chart_name, path in pngs.items()]
     markdown = directory / f"{name}.md"
-    _write_text(markdown, "\n\n".join(part for part in parts if part) + "\n")
+    write_text(markdown, "\n\n".join(part for part in parts if part) + "\n")
     return [markdown, *pngs.values()]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchStatus:
+    """How one benchmark of a `make bench` run ended."""
+
+    name: str
+    command: list[str]
+    exit_code: int
+    seconds: float
+    wrote_results: bool  # its <name>.md was written by this run
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.wrote_results
+
+    def status(self) -> str:
+        if self.ok:
+            return "ok"
+        if self.exit_code != 0:
+            return f"FAILED (exit code {self.exit_code})"
+        return "FAILED (exited 0 but wrote no results)"
+
+
+def write_index(statuses: Sequence[BenchStatus], *, machine: Machine, quick: bool = False,
+                directory: Path | None = None) -> Path:
+    """`<directory>/README.md`: the machine, then one line per benchmark of the run:
+    its status, minutes, results and charts (or those of an earlier run, said so), log."""
+    directory = Path(directory) if directory is not None else results_dir(quick)
+    directory.mkdir(parents=True, exist_ok=True)
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit = git_commit()
+    failed = [s.name for s in statuses if not s.ok]
+    lines = [
+        "# Benchmark results", "",
+        machine_markdown(machine, quick), "",
+        f"**Run:** `make bench{' QUICK=1' if quick else ''}`, finished {when}"
+        + (f", commit {commit}" if commit else "") + ": "
+        + (f"{len(failed)} of {len(statuses)} failed ({', '.join(failed)})." if failed
+           else f"all {len(statuses)} benchmarks ran."),
+        "", "Each benchmark's page starts with the machine it ran on and the command that "
+        "reproduces it.", "",
+        "| benchmark | status | minutes | results | output |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for s in statuses:
+        page = directory / f"{s.name}.md"
+        links = []
+        if page.exists():
+            links.append(f"[tables]({page.name})")
+            links += [f"[{png.stem[len(s.name) + 1:]}]({png.name})"
+                      for png in sorted(directory.glob(f"{s.name}-*.png"))]
+            if not s.wrote_results:
+                links.append("(from an earlier run)")
+        lines.append(f"| {s.name} | {s.status()} | {s.seconds / 60:.1f} | "
+                     f"{', '.join(links) or '-'} | `{s.log}` |")
+    index = directory / "README.md"
+    write_text(index, "\n".join(lines) + "\n")
+    return index
 
 
 def ratio_chart(
@@ -374,12 +442,9 @@ class BenchReport:
         self.charts[name] = chart
 
     def write(self, machine: Machine | None = None) -> list[Path]:
-        """Writes the results; the machine is measured now unless given (a smoke run
-        measures a small matmul only: its peak means as little as its other numbers)."""
-        if machine is None:
-            machine = machine_info(sizes=(512,), budget_seconds=0.0, min_repeats=2) \
-                if self.quick else machine_info()
-        paths = write_results(self.name, self.sections, self.charts, machine=machine,
+        """Writes the results; the machine is measured now unless given."""
+        paths = write_results(self.name, self.sections, self.charts,
+                              machine=machine or run_machine_info(self.quick),
                               quick=self.quick, description=self.description)
         print(f"\nresults: {paths[0]}" + "".join(f", {p.name}" for p in paths[1:]), flush=True)
         return paths
