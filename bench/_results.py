@@ -177,6 +177,8 @@ class Table:
 
 
 def _numeric(text) -> bool:
+    if str(text) in ("-", ""):  # no figure: leaves a number column right-aligned
+        return True
     try:
         float(str(text).rstrip("%x").replace(",", ""))
     except ValueError:
@@ -360,9 +362,10 @@ def ratio_chart(
     ratios: dict[str, float],
     *,
     xlabel: str,
-    target: float | None = None,
+    target: float | dict[str, float] | None = None,
 ):
-    """A horizontal bar chart of `ratios` (label -> ratio), a line at 1 and at `target`."""
+    """A horizontal bar chart of `ratios` (label -> ratio) with a line at 1; `target`: a
+    line across all bars, or {label: target} marked on those bars alone."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -376,7 +379,13 @@ def ratio_chart(
     axes.set_yticks(range(len(labels)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.axvline(1.0, color="gray", linewidth=1)
-    if target is not None:
+    if isinstance(target, dict):
+        marked = [(index, target[label]) for index, label in enumerate(labels) if label in target]
+        for number, (index, value) in enumerate(marked):
+            axes.vlines(value, index - 0.45, index + 0.45, color="tab:red", linestyle="--",
+                        linewidth=1.5, label=None if number else "target")
+        axes.legend(fontsize=8, loc="lower right")
+    elif target is not None:
         axes.axvline(target, color="tab:red", linestyle="--", linewidth=1,
                      label=f"target {target:g}")
         axes.legend(fontsize=8, loc="lower right")
@@ -396,19 +405,20 @@ def counts_chart(title: str, counts: dict[str, dict[str, int]], *, xlabel: str):
 
     labels = list(counts)
     categories = sorted({category for row in counts.values() for category in row})
-    figure = Figure(figsize=(9, 1.6 + 0.4 * len(labels) + 0.18 * len(categories)))
+    figure = Figure(figsize=(9, 1.2 + 0.35 * max(len(labels), len(categories) / 2)))
     axes = figure.subplots()
+    colors = matplotlib.colormaps["tab20"].colors
     left = [0] * len(labels)
-    for category in categories:
+    for number, category in enumerate(categories):
         values = [counts[label].get(category, 0) for label in labels]
-        axes.barh(range(len(labels)), values, left=left, label=category)
+        axes.barh(range(len(labels)), values, left=left, label=category,
+                  color=colors[number % len(colors)])
         left = [a + b for a, b in zip(left, values)]
     axes.set_yticks(range(len(labels)), labels, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel(xlabel, fontsize=9)
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18),
-                ncol=min(3, max(1, len(categories))), frameon=False)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     return figure
 
