@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND := tensorflow
 
-.PHONY: run test bench bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving bench-serving-load bench-serving-fuzz bench-export install lock clean
+.PHONY: run test bench bench-encoder bench-data bench-distill bench-finetune bench-fuzz bench-pretrain bench-serving bench-serving-load bench-serving-fuzz bench-export install lock clean
 
 install: $(STAMP)
 
@@ -38,7 +38,25 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# make bench: every benchmark below, in this order (serving_throughput fine-tunes the classifier
+# that serving_load and export_matrix reuse; serving_load exports what serving_fuzz serves), on
+# past a failure, exiting non-zero with the failed ones named. Tables and charts go to
+# bench/results/ (index: bench/results/README.md), each one's output also to runs/bench/.
+# make bench QUICK=1: each one's --quick smoke run instead, into bench/results/quick/.
+BENCHMARKS := encoder_inference data_throughput pretrain_throughput fuzz_untrusted \
+	finetune_quality distill_quality serving_throughput serving_load serving_fuzz export_matrix
+# A benchmark's arguments, in make bench and in its own bench-* target; with QUICK=1 also
+# BENCH_QUICK_ARGS_<name>.
+BENCH_ARGS_export_matrix := --int8-study
+BENCH_QUICK_ARGS_encoder_inference := --seq 32
+BENCH_QUICK_ARGS_serving_fuzz := --exports runs/serving_load/quick_exports
+BENCH_QUICK := $(filter 1 yes true,$(QUICK))
+
 bench: $(STAMP)
+	$(BIN)/python bench/_run_all.py $(if $(BENCH_QUICK),--quick) $(foreach name,$(BENCHMARKS),\
+		"$(strip $(name) $(BENCH_ARGS_$(name)) $(if $(BENCH_QUICK),$(BENCH_QUICK_ARGS_$(name))))")
+
+bench-encoder: $(STAMP)
 	$(BIN)/python bench/encoder_inference.py
 
 bench-data: $(STAMP)
@@ -66,7 +84,7 @@ bench-serving-fuzz: $(STAMP)
 	$(BIN)/python bench/serving_fuzz.py
 
 bench-export: $(STAMP)
-	$(BIN)/python bench/export_matrix.py --int8-study
+	$(BIN)/python bench/export_matrix.py $(BENCH_ARGS_export_matrix)
 
 # Regenerates constraints.txt from the installed .venv (after changing a pin: make lock, then
 # check that make test passes on a fresh clone). The CPU torch build's "+cpu" label is dropped

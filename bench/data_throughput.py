@@ -26,7 +26,7 @@ tokens/s over each peer's, from the same run.
 Running
 -------
     .venv/bin/python bench/data_throughput.py                 # full run, ~3 minutes
-    .venv/bin/python bench/data_throughput.py --articles 300  # smoke run, not a measurement
+    .venv/bin/python bench/data_throughput.py --quick         # smoke run (300 articles, 1 pass)
     .venv/bin/python bench/data_throughput.py --json out.json
 """
 
@@ -51,7 +51,8 @@ from keras_bert_kit.datasets import load_news_articles  # noqa: E402
 from keras_bert_kit.tokenization import BertTokenizer  # noqa: E402
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import format_table, measure, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import measure, usable_cores  # noqa: E402
 
 TARGET_SECONDS = 60.0
 BATCH = 8192
@@ -101,8 +102,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=None, help="use only the first N articles")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per measurement")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 300 articles (unless --articles), 1 timed pass")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.articles, args.repeats = args.articles or 300, 1
 
     cores = usable_cores()
     tf.config.threading.set_intra_op_parallelism_threads(cores)
@@ -151,11 +156,13 @@ def main(argv=None):
     results["pipeline"] = {"seconds": pipeline_timing.median, "spread": pipeline_timing.spread,
                            "examples_per_second": len(examples) / pipeline_timing.median}
 
-    print(f"\nCorpus: {len(articles)} news articles, {words:,} words, {len(sentences):,} "
-          f"sentences. {cores} cores ({platform.processor() or platform.machine()}), "
-          f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}.\n")
+    out = BenchReport("data_throughput", quick=args.quick,
+                      description=__doc__.splitlines()[0])
+    out.note(f"\nCorpus: {len(articles)} news articles, {words:,} words, {len(sentences):,} "
+             f"sentences. {cores} cores ({platform.processor() or platform.machine()}), "
+             f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', 'unset')}.\n")
     seconds = results["examples"]["seconds"]
-    print(format_table(
+    out.table(
         ["measurement", "seconds", "IQR", "result", "target", "verdict"],
         [["split + tokenize + NSP examples", f"{seconds:.2f}",
           f"{100 * results['examples']['spread']:.0f}%",
@@ -164,20 +171,25 @@ def main(argv=None):
          ["one pipeline epoch (mask + bucket)", f"{results['pipeline']['seconds']:.2f}",
           f"{100 * results['pipeline']['spread']:.0f}%",
           f"{results['pipeline']['examples_per_second']:,.0f} examples/s", "", ""]],
-    ))
+    )
     ours = results["keras_bert_kit (bert normaliser)"]["tokens_per_second"]
     rows = []
     for name in runners:
         r = results[name]
         rows.append([name, f"{r['seconds']:.2f}", f"{100 * r['spread']:.0f}%", f"{r['tokens']:,}",
                      f"{r['tokens_per_second'] / 1e6:.2f}", f"{ours / r['tokens_per_second']:.2f}x"])
-    print("\nTokenization alone (same sentences):\n")
-    print(format_table(["tokenizer", "seconds", "IQR", "tokens", "M tokens/s",
-                        "keras_bert_kit vs this"], rows))
+    print()
+    out.table(["tokenizer", "seconds", "IQR", "tokens", "M tokens/s", "keras_bert_kit vs this"],
+              rows, title="Tokenization alone (same sentences):")
+    out.chart("tokenizers", ratio_chart(
+        "Tokenizing the news corpus: keras_bert_kit's tokens/s over each tokenizer's",
+        {name: ours / results[name]["tokens_per_second"] for name in runners},
+        xlabel="keras_bert_kit (bert normaliser) tokens/s over the tokenizer's"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"results": results, "articles": len(articles), "words": words,
                        "sentences": len(sentences), "cores": cores}, f, indent=2)
+    out.write()
 
 
 if __name__ == "__main__":

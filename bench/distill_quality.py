@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 
 TEACHER_RECIPE = dict(epochs=3, batch_size=32, learning_rate=5e-5, warmup_fraction=0.06,
                       max_length=128, seed=0)
@@ -155,8 +156,10 @@ def main(argv=None):
     if args.quick:
         teacher_recipe["epochs"] = student_recipe["epochs"] = 1
     train, test = load_data(256 if args.quick else None)
-    print(f"Rotten Tomatoes: {len(train)} train / {len(test)} test; {usable_cores()} cores\n"
-          f"teacher recipe {teacher_recipe}\nstudent recipe {student_recipe}", flush=True)
+    out = BenchReport("distill_quality", quick=args.quick,
+                      description=__doc__.split("\n\n")[0])
+    out.note(f"Rotten Tomatoes: {len(train)} train / {len(test)} test; {usable_cores()} cores\n"
+             f"teacher recipe {teacher_recipe}\nstudent recipe {student_recipe}")
 
     import keras_bert_kit as kbk
 
@@ -196,21 +199,30 @@ def main(argv=None):
          f"{100 * results['ablation_accuracy'] / results['teacher_accuracy']:.1f}%", "-", "-"],
     ]
     print()
-    print(format_table(["model", "test accuracy %", "retention", "sequences/s", "vs teacher"],
-                       rows))
-    print(f"\nretention {100 * retention:.2f}% "
-          f"({'PASS' if retention >= 0.985 else 'FAIL'}: target >= 98.5%)")
+    out.table(["model", "test accuracy %", "retention", "sequences/s", "vs teacher"], rows)
     beats = results["student_accuracy"] > results["ablation_accuracy"]
     gain = 100 * (results["student_accuracy"] - results["ablation_accuracy"])
-    print(f"distilled vs ablation: {gain:+.2f} points ({'PASS' if beats else 'FAIL'}: "
-          "target > 0)")
-    print(f"student throughput {speedup:.2f}x the teacher's "
-          f"({'PASS' if speedup >= 1.9 else 'FAIL'}: target >= 1.9x)")
-    print(f"training seconds: {results['seconds']}")
+    out.note(f"\nretention {100 * retention:.2f}% "
+             f"({'PASS' if retention >= 0.985 else 'FAIL'}: target >= 98.5%)\n"
+             f"distilled vs ablation: {gain:+.2f} points ({'PASS' if beats else 'FAIL'}: "
+             "target > 0)\n"
+             f"student throughput {speedup:.2f}x the teacher's "
+             f"({'PASS' if speedup >= 1.9 else 'FAIL'}: target >= 1.9x)\n"
+             f"training seconds: {results['seconds']}")
+    out.chart("vs_teacher", ratio_chart(
+        "3-layer student vs its MiniLM-L6 teacher (Rotten Tomatoes test)",
+        {"student accuracy / teacher's (retention)": retention,
+         "ablation accuracy / teacher's": results["ablation_accuracy"]
+         / results["teacher_accuracy"],
+         "student sequences/s / teacher's": speedup},
+        xlabel="ratio to the fine-tuned teacher",
+        target={"student accuracy / teacher's (retention)": 0.985,
+                "student sequences/s / teacher's": 1.9}))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(dict(teacher_recipe=teacher_recipe, student_recipe=student_recipe,
                            results=results, cores=usable_cores()), f, indent=2)
+    out.write()
 
 
 if __name__ == "__main__":

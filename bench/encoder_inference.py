@@ -102,15 +102,22 @@ import transformers  # noqa: E402
 import keras_bert_kit as kbk  # noqa: E402
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import Timing, format_table, measure, usable_cores  # noqa: E402
+from _results import (  # noqa: E402
+    KERAS_PATHS,
+    BenchReport,
+    PeakCandidate,
+    cpu_model,
+    machine_info,
+    measure_matmul_peak,
+    ratio_chart,
+)
+from _timing import Timing, measure, usable_cores  # noqa: E402
 
 TARGET_VS_KERAS_HUB = 1.1
 TARGET_FRACTION_OF_PEAK = 0.9
 TARGET_CHECK_COST = 0.01  # the id checks' share of the forward pass, at most
 CHECK_COST_BLOCK = 5  # calls per model in each alternating block
 PEAK_MATMUL_SIZES = (1024, 2048, 3072)
-# The standard Keras inference paths: label -> tf.function's jit_compile.
-KERAS_PATHS = {"tf.function": False, "tf.function+XLA": True}
 # Recorded in the JSON: they change the speed of TensorFlow or torch.
 ENVIRONMENT_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY",
                          "GOMP_SPINCOUNT", "MKL_NUM_THREADS")  # fmt: skip
@@ -359,35 +366,6 @@ def run_implementation(
 
 
 @dataclasses.dataclass(frozen=True)
-class PeakCandidate:
-    size: int
-    path: str
-    timing: Timing
-
-    @property
-    def gflops(self) -> float:
-        return 2 * self.size**3 / self.timing.median / 1e9
-
-    def to_dict(self) -> dict:
-        return {"size": self.size, "path": self.path, "gflops": self.gflops,
-                **self.timing.to_dict()}  # fmt: skip
-
-
-def measure_matmul_peak(options: TimingOptions) -> list[PeakCandidate]:
-    """fp32 `tf.matmul` GFLOP/s for each size and Keras path; the best is the peak."""
-    candidates = []
-    for size in PEAK_MATMUL_SIZES:
-        a = tf.random.normal((size, size), dtype=tf.float32, seed=1)
-        b = tf.random.normal((size, size), dtype=tf.float32, seed=2)
-        for path, jit_compile in KERAS_PATHS.items():
-            matmul = tf.function(tf.linalg.matmul, jit_compile=jit_compile)
-            timing = options.measure(lambda: matmul(a, b).numpy())  # noqa: B023 (used now)
-            candidates.append(PeakCandidate(size, path, timing))
-            log(f"matmul {size}x{size} {path}: {candidates[-1].gflops:.1f} GFLOP/s")
-    return candidates
-
-
-@dataclasses.dataclass(frozen=True)
 class CheckCost:
     """The checked encoder's timing against the same graph without its checks."""
 
@@ -532,21 +510,21 @@ def comparisons(results: list[Result], peak: float) -> dict[str, dict]:
     return summary
 
 
-def print_header(meta: dict, peak_candidates: list[PeakCandidate]) -> None:
-    print(
+def print_header(out: BenchReport, meta: dict, peak_candidates: list[PeakCandidate]) -> None:
+    out.note(
         f"\nEncoder inference, float32, batch {meta['batch']} x seq {meta['seq']}, "
         f"{meta['cores']} CPU(s) ({meta['cpu']}); load average at start "
         f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}"
     )
     if meta["quick"]:
-        print("QUICK (smoke) run: too few repeats for the numbers to mean anything.")
+        out.note("QUICK (smoke) run: too few repeats for the numbers to mean anything.")
     best = max(peak_candidates, key=lambda candidate: candidate.gflops)
-    print(f"fp32 matmul peak: {best.gflops:.1f} GFLOP/s (tf.matmul {best.size}^2, {best.path})")
     tried = ", ".join(f"{c.size} {c.path} {c.gflops:.1f}" for c in peak_candidates)
-    print(f"  all tried (GFLOP/s): {tried}")
+    out.note(f"fp32 matmul peak: {best.gflops:.1f} GFLOP/s (tf.matmul {best.size}^2, "
+             f"{best.path})\n  all tried (GFLOP/s): {tried}")
 
 
-def print_results_table(results: list[Result], peak: float) -> None:
+def print_results_table(out: BenchReport, results: list[Result], peak: float) -> None:
     """One row per model and implementation, on its fastest path. The last column is
     keras_bert_kit's sequences/s divided by the row's: the ratios this project vs X."""
     project = {r.arch.key: r for r in results if r.implementation.key == "project"}
@@ -568,44 +546,44 @@ def print_results_table(results: list[Result], peak: float) -> None:
         for r in results
     ]
     print()
-    print(format_table(headers, rows))
-    print(
+    out.table(headers, rows, footnote=(
         "IQR: interquartile range of the per-batch times, % of the median; n: timed calls; "
-        "kbk / this: keras_bert_kit's seq/s over the row's (> 1: keras_bert_kit is faster)."
-    )
+        "kbk / this: keras_bert_kit's seq/s over the row's (> 1: keras_bert_kit is faster)."))
 
 
-def print_paths_tried(results: list[Result]) -> None:
-    print("\nPaths tried (median ms/batch; first call = trace + compile):")
+def print_paths_tried(out: BenchReport, results: list[Result]) -> None:
+    lines = ["\nPaths tried (median ms/batch; first call = trace + compile):"]
     for r in results:
         tried = "; ".join(
             f"{path} {t.median * 1e3:.1f} ms (first {t.first_call_seconds:.1f} s)"
             for path, t in r.timings.items()
         )
-        print(f"  {r.arch.title} / {r.implementation.label}: {tried}")
+        lines.append(f"  {r.arch.title} / {r.implementation.label}: {tried}")
+    out.note("\n".join(lines))
 
 
-def print_targets(summary: dict[str, dict]) -> None:
-    print(
+def print_targets(out: BenchReport, summary: dict[str, dict]) -> None:
+    lines = [
         f"\nTargets for keras_bert_kit: >= {TARGET_VS_KERAS_HUB}x keras-hub's sequences/s, "
         f">= {TARGET_FRACTION_OF_PEAK} of the fp32 matmul peak."
-    )
+    ]
     for s in summary.values():
-        print(
+        lines.append(
             f"  {s['title']}: vs keras-hub {s['project_vs_keras_hub']:.2f}x "
             f"[{s['vs_keras_hub_verdict']}], fraction of matmul peak "
             f"{s['project_fraction_of_peak']:.2f} [{s['fraction_of_peak_verdict']}]; "
             f"vs torch {s['project_vs_torch']:.2f}x (no target)"
         )
+    out.note("\n".join(lines))
 
 
-def print_check_costs(costs: list[CheckCost]) -> None:
-    print(
+def print_check_costs(out: BenchReport, costs: list[CheckCost]) -> None:
+    lines = [
         f"\nId checks' cost (tf.function, no XLA; target < {TARGET_CHECK_COST:.0%} of the "
         "forward pass):"
-    )
+    ]
     for c in costs:
-        print(
+        lines.append(
             f"  {c.arch.title}: checks alone {c.checks_alone.median * 1e3:.3f} ms (IQR "
             f"{c.checks_alone.spread:.1%}) = {c.cost:.3%} of the unchecked forward pass "
             f"[{c.verdict}]; beyond an unchecked call's {c.passthrough.median * 1e3:.3f} ms: "
@@ -615,30 +593,46 @@ def print_check_costs(costs: list[CheckCost]) -> None:
             f"(IQR {c.unchecked.spread:.1%}, n={len(c.unchecked.times)}): {c.ab_cost:+.2%}; "
             f"graph ops {c.checked_ops} vs {c.unchecked_ops}"
         )
+    out.note("\n".join(lines))
+
+
+def ratios_chart(summary: dict[str, dict]):
+    ratios, targets = {}, {}
+    for s in summary.values():
+        ratios[f"{s['title']}: vs keras-hub"] = s["project_vs_keras_hub"]
+        targets[f"{s['title']}: vs keras-hub"] = TARGET_VS_KERAS_HUB
+        ratios[f"{s['title']}: vs torch"] = s["project_vs_torch"]
+        ratios[f"{s['title']}: fraction of matmul peak"] = s["project_fraction_of_peak"]
+        targets[f"{s['title']}: fraction of matmul peak"] = TARGET_FRACTION_OF_PEAK
+    return ratio_chart("keras_bert_kit encoder inference, float32 CPU", ratios,
+                       xlabel="keras_bert_kit sequences/s over the peer's; GFLOP/s over the "
+                       "fp32 matmul peak", target=targets)
 
 
 def report(
+    out: BenchReport,
     results: list[Result],
     peak_candidates: list[PeakCandidate],
     check_costs: list[CheckCost],
     meta: dict,
 ) -> dict:
-    """Prints the results and returns them as a JSON-ready dict."""
+    """Prints the results (kept in `out`) and returns them as a JSON-ready dict."""
     check_cost_report = {
         "meta": meta,
         "check_costs": [c.to_dict() for c in check_costs],
         "targets": {"check_cost": TARGET_CHECK_COST},
     }
     if not results:  # --check-cost-only
-        print_check_costs(check_costs)
+        print_check_costs(out, check_costs)
         return check_cost_report
     best = max(peak_candidates, key=lambda candidate: candidate.gflops)
     summary = comparisons(results, best.gflops)
-    print_header(meta, peak_candidates)
-    print_results_table(results, best.gflops)
-    print_paths_tried(results)
-    print_targets(summary)
-    print_check_costs(check_costs)
+    print_header(out, meta, peak_candidates)
+    print_results_table(out, results, best.gflops)
+    print_paths_tried(out, results)
+    print_targets(out, summary)
+    print_check_costs(out, check_costs)
+    out.chart("ratios", ratios_chart(summary))
     return {
         **check_cost_report,
         "matmul_peak": {
@@ -658,17 +652,6 @@ def report(
 
 
 # === Main =======================================================================
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def configure_runtime(cores: int) -> None:
@@ -758,8 +741,9 @@ def main(argv=None) -> dict:
 
     peak_candidates = []
     if not args.check_cost_only:
-        peak_options = TimingOptions(args.budget_seconds / 4, max(2, args.min_repeats // 2))
-        peak_candidates = measure_matmul_peak(peak_options)
+        peak_candidates = measure_matmul_peak(
+            PEAK_MATMUL_SIZES, budget_seconds=args.budget_seconds / 4,
+            min_repeats=max(2, args.min_repeats // 2), log=log)
 
     options = TimingOptions(args.budget_seconds, args.min_repeats)
     results, check_costs = [], []
@@ -772,11 +756,14 @@ def main(argv=None) -> dict:
         check_costs.append(measure_check_cost(arch, inputs, options))
 
     meta["load_average_end"] = os.getloadavg()[0]
-    summary = report(results, peak_candidates, check_costs, meta)
+    out = BenchReport("encoder_inference", quick=args.quick,
+                      description=__doc__.splitlines()[0])
+    summary = report(out, results, peak_candidates, check_costs, meta)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         print(f"\nWrote {args.json}")
+    out.write(machine_info(peak_candidates) if peak_candidates else None)
     return summary
 
 

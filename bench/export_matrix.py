@@ -82,7 +82,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 
 QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
 PRECISION_NAMES = {"none": "float32", "float16": "float16", "dynamic_range": "dynamic-range",
@@ -531,7 +532,7 @@ def find(variants: dict, **fields) -> dict:
     return match
 
 
-def ratio_table(variants: dict, model_name: str) -> str:
+def ratio_table(variants: dict, model_name: str) -> tuple[list[str], list[list[str]]]:
     """One model's variants against its float32 TFLite and float32 SavedModel (same input)."""
     rows = []
     for kind in INPUTS:
@@ -555,10 +556,9 @@ def ratio_table(variants: dict, model_name: str) -> str:
                 f"{100 * (v['accuracy'] - saved['accuracy']):+.2f}",
                 f"{100 * agreement(v, tflite):.1f}",
             ])
-    return format_table(
-        ["variant", "MB", "size/TFLite f32", "size/SM f32", "p50 ms", "IQR",
-         "speed x TFLite f32", "speed x SM f32", "accuracy %", "pts vs TFLite f32",
-         "pts vs SM f32", "same label as TFLite f32 %"], rows)
+    return ["variant", "MB", "size/TFLite f32", "size/SM f32", "p50 ms", "IQR",
+            "speed x TFLite f32", "speed x SM f32", "accuracy %", "pts vs TFLite f32",
+            "pts vs SM f32", "same label as TFLite f32 %"], rows
 
 
 def agreement(a: dict, b: dict) -> float:
@@ -603,7 +603,7 @@ def targets(variants: dict) -> list[dict]:
     return found
 
 
-def study_table(variants: dict) -> str:
+def study_table(variants: dict) -> tuple[list[str], list[list[str]]]:
     reference = find(variants, model="teacher", format="TFLite", precision="float32", input="ids")
     rows = [[v["precision"], f"{v['size_bytes'] / 1e6:.1f}", f"{v['latency_ms']:.2f}",
              f"{reference['latency_ms'] / v['latency_ms']:.2f}x", f"{100 * v['accuracy']:.2f}",
@@ -612,8 +612,8 @@ def study_table(variants: dict) -> str:
              verdict(100 * (reference["accuracy"] - v["accuracy"])
                      <= TARGET_QUANTIZED_ACCURACY_LOSS)]
             for v in variants.values() if v.get("study")]
-    return format_table(["kept in float", "MB", "p50 ms", "speed x TFLite f32", "accuracy %",
-                         "pts vs TFLite f32", "same label %", "<= 1 point"], rows)
+    return ["kept in float", "MB", "p50 ms", "speed x TFLite f32", "accuracy %",
+            "pts vs TFLite f32", "same label %", "<= 1 point"], rows
 
 
 def plot(variants: dict, path: str) -> None:
@@ -658,32 +658,36 @@ def plot(variants: dict, path: str) -> None:
     plt.close(figure)
 
 
-def report(meta: dict, variants: dict, tokenization: dict, study: dict | None) -> list[dict]:
+def report(out: BenchReport, meta: dict, variants: dict, tokenization: dict,
+           study: dict | None) -> list[dict]:
     quick = "  [QUICK: not a measurement]" if meta["quick"] else ""
-    print(f"{meta['cores']} usable CPU(s); load average (1 min) at start "
-          f"{meta['load_average_start']:.2f}, when measuring {meta['load_average_measure_start']:.2f}"
-          f" -> {meta['load_average_measure_end']:.2f}, at end {meta['load_average_end']:.2f}"
-          f"{quick}")
-    print(f"teacher: {meta['teacher']}")
     distilled = (f"; distilled in {meta['distill_seconds'] / 60:.1f} minutes"
                  if meta["distill_seconds"] else "")
-    print(f"student: {meta['student']} (recipe: {meta['student_recipe_name']}: "
-          f"{meta['student_recipe']}{distilled})")
-    print(f"Rotten Tomatoes test: {meta['test_snippets']} snippets, each at batch 1 for accuracy;"
-          f" latency: median of {meta['latency_snippets']} test snippets x 1 call, batch 1, "
-          f"{meta['rounds']} round-robin rounds; TFLite num_threads=1, SavedModel TensorFlow "
-          "intra/inter-op threads 1/1 (child process); int8 calibrated on "
-          f"{meta['calibration_texts']} training texts")
+    out.note(f"{meta['cores']} usable CPU(s); load average (1 min) at start "
+             f"{meta['load_average_start']:.2f}, when measuring "
+             f"{meta['load_average_measure_start']:.2f} -> "
+             f"{meta['load_average_measure_end']:.2f}, at end {meta['load_average_end']:.2f}"
+             f"{quick}\n"
+             f"teacher: {meta['teacher']}\n"
+             f"student: {meta['student']} (recipe: {meta['student_recipe_name']}: "
+             f"{meta['student_recipe']}{distilled})\n"
+             f"Rotten Tomatoes test: {meta['test_snippets']} snippets, each at batch 1 for "
+             f"accuracy; latency: median of {meta['latency_snippets']} test snippets x 1 call, "
+             f"batch 1, {meta['rounds']} round-robin rounds; TFLite num_threads=1, SavedModel "
+             "TensorFlow intra/inter-op threads 1/1 (child process); int8 calibrated on "
+             f"{meta['calibration_texts']} training texts")
     for model_name in ("teacher", "student"):
-        print(f"\n{model_name}: ratios against its own float32 TFLite and float32 SavedModel "
-              "with the same input (speed x: reference latency / latency)")
-        print(ratio_table(variants, model_name))
-    print(f"\nText in vs exact BERT tokenization ({tokenization['snippets']} test snippets): "
-          f"tf_text ids differ on {tokenization['differing']} "
-          f"({100 * tokenization['fraction_differing']:.2f}%)")
+        print()
+        out.table(*ratio_table(variants, model_name),
+                  title=f"{model_name}: ratios against its own float32 TFLite and float32 "
+                  "SavedModel with the same input (speed x: reference latency / latency)")
+    lines = [f"\nText in vs exact BERT tokenization ({tokenization['snippets']} test snippets): "
+             f"tf_text ids differ on {tokenization['differing']} "
+             f"({100 * tokenization['fraction_differing']:.2f}%)"]
     if tokenization["non_ascii_characters_in_differing"]:
-        print("  non-ASCII characters in those snippets (snippets): " + ", ".join(
-            f"{name} ({count})" for name, count in tokenization["non_ascii_characters_in_differing"]))
+        lines.append("  non-ASCII characters in those snippets (snippets): " + ", ".join(
+            f"{name} ({count})"
+            for name, count in tokenization["non_ascii_characters_in_differing"]))
     differing = tokenization["differing_indices"]
     for model_name in ("teacher", "student"):
         text, ids = (find(variants, model=model_name, format="TFLite", precision="float32",
@@ -691,27 +695,29 @@ def report(meta: dict, variants: dict, tokenization: dict, study: dict | None) -
         same = np.asarray(text["predictions"]) == np.asarray(ids["predictions"])
         on_differing = (f"; on the {len(differing)} differing snippets "
                         f"{100 * np.mean(same[differing]):.2f}%" if differing else "")
-        print(f"  {model_name}: text-in float32 TFLite gives the ids-in (exact) float32 TFLite's "
-              f"label on {100 * np.mean(same):.2f}% of snippets{on_differing}")
+        lines.append(f"  {model_name}: text-in float32 TFLite gives the ids-in (exact) float32 "
+                     f"TFLite's label on {100 * np.mean(same):.2f}% of snippets{on_differing}")
+    out.note("\n".join(lines))
     found = targets(variants)
-    print("\nTargets:")
-    for t in found:
-        print(f"  {t['target']}: {t['value']} ({verdict(t['met'])})")
+    out.note("\nTargets:\n" + "\n".join(f"  {t['target']}: {t['value']} ({verdict(t['met'])})"
+                                         for t in found))
     if study:
-        print("\nint8 study (teacher, ids in): quantization error by op type "
-              "(rmse of the op's output / its quantization step, over the debug texts)")
-        print(format_table(["op type", "tensors", "mean rmse/scale", "max rmse/scale"],
-                           [[name, str(n), f"{mean:.3f}", f"{worst:.3f}"]
-                            for name, n, mean, worst in study["op_types"]]))
-        print("worst tensors:")
-        print(format_table(["op type", "tensor", "rmse/scale"],
-                           [[op, name[:70], f"{error:.3f}"] for op, name, error in
-                            study["worst_layers"]]))
-        print("\nint8 with op types or tensors kept in float (QuantizationDebugOptions("
-              "denylisted_ops=..., denylisted_nodes=...)), against the teacher's float32 "
-              "TFLite ids-in:")
-        print(study_table(variants))
-    print(f"\nplot: {meta['plot']}")
+        print()
+        out.table(["op type", "tensors", "mean rmse/scale", "max rmse/scale"],
+                  [[name, str(n), f"{mean:.3f}", f"{worst:.3f}"]
+                   for name, n, mean, worst in study["op_types"]],
+                  title="int8 study (teacher, ids in): quantization error by op type "
+                  "(rmse of the op's output / its quantization step, over the debug texts)")
+        out.table(["op type", "tensor", "rmse/scale"],
+                  [[op, name[:70], f"{error:.3f}"] for op, name, error in
+                   study["worst_layers"]], title="worst tensors:")
+        print()
+        out.table(*study_table(variants),
+                  title="int8 with op types or tensors kept in float (QuantizationDebugOptions("
+                  "denylisted_ops=..., denylisted_nodes=...)), against the teacher's float32 "
+                  "TFLite ids-in:")
+    out.note(f"\nplot: {meta['plot']}")
+    out.chart("accuracy_vs_latency", lambda path: plot(variants, path))
     return found
 
 
@@ -830,13 +836,15 @@ def main(argv=None) -> dict | None:
                 child_tensorflow_threads=measured["tensorflow_threads"],
                 plot=os.path.join(work_dir, "accuracy_vs_latency.png"))
     plot(variants, meta["plot"])
-    found = report(meta, variants, tokenization, study)
+    out = BenchReport("export_matrix", quick=args.quick, description=__doc__.splitlines()[0])
+    found = report(out, meta, variants, tokenization, study)
     summary = dict(meta=meta, variants=variants, tokenization=tokenization, int8_study=study,
                    targets=found)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         print(f"Wrote {args.json}")
+    out.write()
     return summary
 
 

@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 
 RECIPE = dict(epochs=3, batch_size=32, learning_rate=5e-5, warmup_fraction=0.06,
               weight_decay=0.01, clipnorm=1.0, max_length=128, epsilon=1e-6, seed=0)
@@ -157,8 +158,10 @@ def main(argv=None):
     recipe = dict(RECIPE, epochs=1) if args.quick else dict(RECIPE)
     train, test = load_data(256 if args.quick else None)
     threads = usable_cores()
-    print(f"Rotten Tomatoes: {len(train)} train / {len(test)} test; {threads} cores; "
-          f"recipe {recipe}", flush=True)
+    out = BenchReport("finetune_quality", quick=args.quick,
+                      description=__doc__.split("\n\n")[0])
+    out.note(f"Rotten Tomatoes: {len(train)} train / {len(test)} test; {threads} cores; "
+             f"recipe {recipe}")
     model_dir = minilm_model_dir()
 
     results = {"keras_bert_kit": run_keras(model_dir, train, test, recipe)}
@@ -171,18 +174,24 @@ def main(argv=None):
         rows.append([name, f"{100 * result['accuracy']:.2f}", f"{epoch:.1f}",
                      f"{np.mean(torch_run['epoch_seconds']) / epoch:.2f}x"])
     print()
-    print(format_table(["run", "test accuracy %", "s / epoch", "speed vs torch"], rows))
+    out.table(["run", "test accuracy %", "s / epoch", "speed vs torch"], rows)
     gap = 100 * (ours["accuracy"] - torch_run["accuracy"])
     faster = np.mean(torch_run["epoch_seconds"]) / np.mean(ours["epoch_seconds"])
     # Within 0.5 point, or better than torch.
     verdict = "PASS" if gap >= -0.5 else "FAIL"
-    print(f"\naccuracy difference: {gap:+.2f} points ({verdict}: target within 0.5 point)")
-    print(f"epoch speed: {faster:.2f}x torch ({'PASS' if faster >= 1.0 else 'FAIL'}: "
-          "the target is >= 1.0x)")
-    print(f"keras_bert_kit ran with jit_compile={ours['jit_compile']}")
+    out.note(f"\naccuracy difference: {gap:+.2f} points ({verdict}: target within 0.5 point)\n"
+             f"epoch speed: {faster:.2f}x torch ({'PASS' if faster >= 1.0 else 'FAIL'}: "
+             f"the target is >= 1.0x)\n"
+             f"keras_bert_kit ran with jit_compile={ours['jit_compile']}")
+    accuracy_ratio = ours["accuracy"] / torch_run["accuracy"]
+    out.chart("vs_torch", ratio_chart(
+        "Fine-tuning MiniLM-L6 on Rotten Tomatoes: keras_bert_kit vs transformers (torch)",
+        {"epoch speed (torch s / ours)": faster, "test accuracy (ours / torch)": accuracy_ratio},
+        xlabel="keras_bert_kit over transformers (torch)"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(dict(recipe=recipe, results=results, cores=threads), f, indent=2)
+    out.write()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ crashed, hung or blew the memory cap.
     .venv/bin/python bench/fuzz_untrusted.py                      # 2,000 cases per target
     .venv/bin/python bench/fuzz_untrusted.py --examples 20000 --seed 7
     .venv/bin/python bench/fuzz_untrusted.py --targets bin_reader --json out.json
+    .venv/bin/python bench/fuzz_untrusted.py --quick              # smoke run: 20 cases per target
 
 Exit status 1 when any target failed.
 """
@@ -30,7 +31,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import format_table  # noqa: E402
+from _results import BenchReport, counts_chart  # noqa: E402
 from tests.isolation import run_fuzz  # noqa: E402
 
 
@@ -47,14 +48,18 @@ def targets_of(module):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=2000, help="cases per target")
+    parser.add_argument("--examples", type=int, help="cases per target (2000; --quick: 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-mb", type=int, default=1024,
                         help="address space each child may add after its imports")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per target")
     parser.add_argument("--targets", default="", help="comma-separated target names (all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 20 cases per target")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    if args.examples is None:
+        args.examples = 20 if args.quick else 2000
     wanted = {t for t in args.targets.split(",") if t}
 
     rows, results, failed = [], [], False
@@ -76,10 +81,18 @@ def main(argv=None):
                                 failure=report.failure))
             if report.failure:
                 print(f"{module}:{target} failed:\n{report.failure}\n", file=sys.stderr)
-    print(format_table(["target", "cases", "outcomes", "seconds", "result"], rows))
+    out = BenchReport("fuzz_untrusted", quick=args.quick, description=__doc__.split("\n\n")[0])
+    out.note(f"{args.examples} cases per target, seed {args.seed}, memory cap "
+             f"{args.memory_mb} MB per child")
+    out.table(["target", "cases", "outcomes", "seconds", "result"], rows)
+    out.chart("outcomes", counts_chart(
+        "How each fuzz target's cases ended",
+        {f"{r['module'].split('.')[-1]}:{r['target']}": r["outcomes"] for r in results},
+        xlabel="cases"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(dict(examples=args.examples, seed=args.seed, results=results), f, indent=2)
+    out.write()
     return 1 if failed else 0
 
 

@@ -31,8 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 
+TARGET_VS_KERAS_HUB = 1.3
 SIZES = dict(num_layers=4, hidden=512, heads=8, vocab=30522)
 
 
@@ -124,8 +126,10 @@ def main(argv=None):
     batch_size, seq_len = (8, 64) if args.quick else (32, 128)
     steps, warmup = (4, 2) if args.quick else (args.steps, 5)
     data = batches(steps + warmup, batch_size, seq_len, predictions=20)
-    print(f"bert_small, batch {batch_size} x {seq_len}, {steps} timed steps after {warmup} "
-          f"warm-up, {usable_cores()} cores", flush=True)
+    out = BenchReport("pretrain_throughput", quick=args.quick,
+                      description=__doc__.split("\n\n")[0])
+    out.note(f"bert_small, batch {batch_size} x {seq_len}, {steps} timed steps after {warmup} "
+             f"warm-up, {usable_cores()} cores")
 
     results = {}
     runs = [("keras_bert_kit BertPretrainer (MLM+NSP)", time_ours, (False, True)),
@@ -142,10 +146,18 @@ def main(argv=None):
     rows = [[name, "on" if jit else "off", f"{value:.1f}", f"{value / peer:.2f}x"]
             for (name, jit), value in results.items()]
     print()
-    print(format_table(["model", "XLA", "sequences/s", "vs keras-hub best"], rows))
+    out.table(["model", "XLA", "sequences/s", "vs keras-hub best"], rows)
     ours = max(v for (name, _), v in results.items() if name == runs[0][0])
-    verdict = "PASS" if ours / peer >= 1.3 else "FAIL"
-    print(f"\nbest of ours vs best of keras-hub: {ours / peer:.2f}x ({verdict}: target >= 1.3x)")
+    verdict = "PASS" if ours / peer >= TARGET_VS_KERAS_HUB else "FAIL"
+    out.note(f"\nbest of ours vs best of keras-hub: {ours / peer:.2f}x ({verdict}: target >= "
+             f"{TARGET_VS_KERAS_HUB}x)")
+    labels = {key: f"{key[0]}, XLA {'on' if key[1] else 'off'}" for key in results}
+    out.chart("vs_keras_hub", ratio_chart(
+        "Pretraining bert_small: training sequences/s over keras-hub BertMaskedLM's best",
+        {labels[key]: value / peer for key, value in results.items()},
+        xlabel="sequences/s over keras-hub's best",
+        target={labels[key]: TARGET_VS_KERAS_HUB for key in results if key[0] == runs[0][0]}))
+    out.write()
 
 
 if __name__ == "__main__":

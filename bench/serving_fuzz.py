@@ -109,7 +109,8 @@ from tensorflow_serving.apis import (  # noqa: E402
 )
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport, counts_chart  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 from serving_load import (  # noqa: E402
     MODEL_NAME,
     ROOT,
@@ -824,6 +825,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{exports} lacks versions 1 and 2: run bench/serving_load.py first "
                          "(it exports them), or pass --exports")
     meta = {"quick": args.quick, "requests": total, "batch": batch, "seed": args.seed,
+            "work_dir": os.path.relpath(work_dir),
             "deadline_s": args.deadline, "cores": usable_cores(),
             "load_average_start": os.getloadavg()[0],
             "rest": os.path.exists(os.path.join(ROOT, "serving", "rest.py"))}
@@ -866,11 +868,13 @@ def main(argv=None) -> dict:
     meta["load_average_end"] = os.getloadavg()[0]
     with open(os.path.join(work_dir, "fuzz_findings.json"), "w", encoding="utf-8") as f:
         json.dump({"findings": findings, "server_failures": failures}, f, indent=2)
-    summary = report(meta, results, findings, failures, probes)
+    out = BenchReport("serving_fuzz", quick=args.quick, description=__doc__.splitlines()[0])
+    summary = report(out, meta, results, findings, failures, probes)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         print(f"\nWrote {args.json}")
+    out.write()
     return summary
 
 
@@ -879,14 +883,14 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text.replace("\n", " "))
 
 
-def report(meta, results, findings, failures, probes) -> dict:
+def report(out: BenchReport, meta, results, findings, failures, probes) -> dict:
     quick = "  [QUICK: a smoke run]" if meta["quick"] else ""
-    print(f"{meta['cores']} usable CPU(s); load average at start {meta['load_average_start']:.2f},"
-          f" at end {meta['load_average_end']:.2f}; {len(results)} requests in "
-          f"{meta['seconds']:.0f} s (seed {meta['seed']}, {SENDING_THREADS} sending threads, "
-          f"deadline {meta['deadline_s']:.0f} s){quick}")
+    out.note(f"{meta['cores']} usable CPU(s); load average at start "
+             f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}; "
+             f"{len(results)} requests in {meta['seconds']:.0f} s (seed {meta['seed']}, "
+             f"{SENDING_THREADS} sending threads, deadline {meta['deadline_s']:.0f} s){quick}")
     if not meta["rest"]:
-        print("REST: not fuzzed (serving/rest.py is not in this checkout)")
+        out.note("REST: not fuzzed (serving/rest.py is not in this checkout)")
     counts = collections.Counter((r["server"], r["family"], r["code"]) for r in results)
     families = sorted({(server, family) for server, family, _ in counts})
     codes = sorted({code for *_, code in counts}, key=lambda c: (c != "OK", c))
@@ -896,32 +900,43 @@ def report(meta, results, findings, failures, probes) -> dict:
     totals = collections.Counter(r["code"] for r in results)
     rows.append(["all", "all", *(str(totals[code]) for code in codes), str(len(results))])
     print()
-    print(format_table(["server", "requests", *codes, "total"], rows))
+    out.table(["server", "requests", *codes, "total"], rows)
+    out.chart("statuses", counts_chart(
+        "Statuses per request family (both servers)",
+        {family: {code: sum(counts[(server, family, code)] for server in ("unbatched", "batched"))
+                  for code in codes}
+         for family in sorted({family for _, family in families})},
+        xlabel="requests"))
     messages = collections.Counter((r["code"], r["message"][:110]) for r in results
                                    if r["code"] != "OK")
-    print("\nMost common statuses with their messages:")
-    print(format_table(["requests", "status", "message"], [
+    print()
+    out.table(["requests", "status", "message"], [
         [str(n), code, printable(message)] for (code, message), n in
-        messages.most_common(15)]))
+        messages.most_common(15)], title="Most common statuses with their messages:")
     slowest = max(results, key=lambda r: r["seconds"])
-    print(f"slowest answer: {slowest['seconds']:.2f} s ({slowest['family']}, {slowest['code']})")
+    out.note(f"slowest answer: {slowest['seconds']:.2f} s ({slowest['family']}, "
+             f"{slowest['code']})")
 
-    print(f"\nOne {PROBE_ROWS}-row string tensor from a single value (work a tiny request asks for):")
-    for label, probe in probes.items():
-        print(f"  {label} server: {probe['code']} in {probe['seconds']:.2f} s "
-              f"({probe['request_bytes']} request bytes) {probe['message'][:160]}")
+    out.note(f"\nOne {PROBE_ROWS}-row string tensor from a single value (work a tiny request "
+             "asks for):\n" + "\n".join(
+                 f"  {label} server: {probe['code']} in {probe['seconds']:.2f} s "
+                 f"({probe['request_bytes']} request bytes) {probe['message'][:160]}"
+                 for label, probe in probes.items()))
 
     by_kind = collections.Counter(f["kind"] for f in findings)
     deserializer = by_kind.pop("grpcio deserializer", 0)
     unknown_methods = by_kind.pop("http.server: method not implemented", 0)
-    print(f"\nINTERNAL from grpcio's deserializer (unparsable bytes, before any server code; "
-          f"C++ gRPC answers these INTERNAL too): {deserializer}")
-    print(f"HTTP 501 from http.server for a method that is no HTTP method (before any server "
-          f"code; RFC 9110's answer; TF Serving's libevent answers 400): {unknown_methods}")
+    out.note(f"\nINTERNAL from grpcio's deserializer (unparsable bytes, before any server "
+             f"code; C++ gRPC answers these INTERNAL too): {deserializer}\n"
+             f"HTTP 501 from http.server for a method that is no HTTP method (before any server "
+             f"code; RFC 9110's answer; TF Serving's libevent answers 400): {unknown_methods}")
     failing = [f for f in findings if f["kind"] not in (
         "grpcio deserializer", "http.server: method not implemented")]
     if failing:
-        print(f"\nFINDINGS ({len(failing)}): statuses that mean an unhandled path, or no answer")
+        # The requests themselves (any bytes) stay on the console and in the JSON file.
+        out.note(f"\nFINDINGS ({len(failing)}): statuses that mean an unhandled path, or no "
+                 "answer; each listed with its request on the console and in "
+                 f"{os.path.join(meta['work_dir'], 'fuzz_findings.json')}")
         seen = collections.Counter()
         for finding in failing:
             # One example per kind of finding: names, numbers and quoted text vary.
@@ -939,9 +954,9 @@ def report(meta, results, findings, failures, probes) -> dict:
         for (kind, family, message), n in repeats.items():
             print(f"  ({n} requests in all: {kind}, {family}: {message!r})")
     for failure in failures:
-        print(f"\nSERVER FAILURE ({failure['server']} server, after {failure['after_requests']} "
-              f"requests): {failure['problem']}\n  log tail: "
-              f"{failure['log_tail'][-800:]}")
+        out.note(f"\nSERVER FAILURE ({failure['server']} server, after "
+                 f"{failure['after_requests']} requests): {failure['problem']}")
+        print(f"  log tail: {failure['log_tail'][-800:]}")
 
     hung = by_kind.get("no answer within the deadline", 0)
     no_status = by_kind.get("no status (the connection closed without one)", 0)
@@ -955,15 +970,16 @@ def report(meta, results, findings, failures, probes) -> dict:
         "server never died or stopped answering": not failures,
         "clean exit on SIGTERM": all(code == 0 for code in exits),
     }
-    print("\nVerdict" + (" (quick run)" if meta["quick"] else ""))
-    print(f"  requests: {len(results)} (target >= {meta['requests']})")
-    print(f"  no answer within {meta['deadline_s']:.0f} s: {hung}")
-    print(f"  connection closed without a status (REST): {no_status}")
-    print(f"  INTERNAL / UNKNOWN / other unexpected statuses: {unhandled}")
-    print(f"  server failures (died, or a valid request failed after a batch): {len(failures)}")
-    print(f"  server exit codes after SIGTERM: {exits}")
-    print(f"  {'PASS' if all(verdicts.values()) else 'FAIL'}"
-          + "".join(f"; {name}: {'yes' if ok else 'NO'}" for name, ok in verdicts.items()))
+    out.note("\nVerdict" + (" (quick run)" if meta["quick"] else "") + "\n"
+             f"  requests: {len(results)} (target >= {meta['requests']})\n"
+             f"  no answer within {meta['deadline_s']:.0f} s: {hung}\n"
+             f"  connection closed without a status (REST): {no_status}\n"
+             f"  INTERNAL / UNKNOWN / other unexpected statuses: {unhandled}\n"
+             f"  server failures (died, or a valid request failed after a batch): "
+             f"{len(failures)}\n"
+             f"  server exit codes after SIGTERM: {exits}\n"
+             f"  {'PASS' if all(verdicts.values()) else 'FAIL'}"
+             + "".join(f"; {name}: {'yes' if ok else 'NO'}" for name, ok in verdicts.items()))
     return {"meta": meta, "counts": {"/".join(k): v for k, v in counts.items()},
             "findings": findings, "server_failures": failures, "probes": probes,
             "verdicts": verdicts}

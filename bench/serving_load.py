@@ -87,7 +87,8 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import format_table, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import usable_cores  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `serving` is a top-level directory of the repository, not an installed package.
@@ -713,11 +714,13 @@ def main(argv=None) -> dict:
     runs["server, batched, version swap"] = swap_run
     swap = swap_figures(swap_run, events)
     meta["load_average_end"] = os.getloadavg()[0]
-    results = report(meta, runs, reference, swap)
+    out = BenchReport("serving_load", quick=args.quick, description=__doc__.splitlines()[0])
+    results = report(out, meta, runs, reference, swap)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)
         print(f"\nWrote {args.json}")
+    out.write()
     return results
 
 
@@ -725,16 +728,16 @@ def agreement(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.2f}%"
 
 
-def report(meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
+def report(out: BenchReport, meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
     quick = "  [QUICK: not a measurement]" if meta["quick"] else ""
-    print(f"{meta['cores']} usable CPU(s); load average at start "
-          f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}{quick}")
-    print(f"{meta['clients']} clients x {meta['requests_per_client']} requests, one Rotten "
-          f"Tomatoes test snippet each, text-in serving_default; clients: threads of "
-          f"{meta['client_processes']} spawned processes, each a {meta['client']} with its own "
-          "channel; the server a child process (python -m serving.server)")
-    print("batching parameters: " + ", ".join(
-        f"{name} {value}" for name, value in meta["batching_parameters"].items()))
+    out.note(f"{meta['cores']} usable CPU(s); load average at start "
+             f"{meta['load_average_start']:.2f}, at end {meta['load_average_end']:.2f}{quick}\n"
+             f"{meta['clients']} clients x {meta['requests_per_client']} requests, one Rotten "
+             f"Tomatoes test snippet each, text-in serving_default; clients: threads of "
+             f"{meta['client_processes']} spawned processes, each a {meta['client']} with its "
+             "own channel; the server a child process (python -m serving.server)\n"
+             "batching parameters: " + ", ".join(
+                 f"{name} {value}" for name, value in meta["batching_parameters"].items()))
     rows = []
     for name, r in runs.items():
         client_cpu = r.get("client_cpu_s")
@@ -749,32 +752,31 @@ def report(meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
                  "0", agreement(reference["label_agreement"]),
                  f"{reference['server_cpu_ms_per_request']:.1f}", "-", "-"])
     print()
-    print(format_table(["engine", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors",
-                        "same label", "server CPU ms/req", "client CPU s", "load start/end"],
-                       rows))
+    out.table(["engine", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "errors",
+               "same label", "server CPU ms/req", "client CPU s", "load start/end"], rows)
     for name, r in runs.items():
         if r["errors"]:
-            print(f"{name}: statuses {r['codes']}")
-    print("(same label: answers whose label equals the in-process single-snippet call's for "
-          "that snippet; server CPU: the server process's user+system time per request, for "
-          "the in-process rows the benchmark process's)")
+            out.note(f"{name}: statuses {r['codes']}")
+    out.note("(same label: answers whose label equals the in-process single-snippet call's for "
+             "that snippet; server CPU: the server process's user+system time per request, for "
+             "the in-process rows the benchmark process's)")
 
     unbatched, batched = runs["server, unbatched"], runs["server, batched"]
     ceiling = runs["in-process SavedModel, 16 threads"]
     throughput_ratio = batched["requests_per_s"] / unbatched["requests_per_s"]
     p50_ratio = batched["p50_ms"] / unbatched["p50_ms"]
     errors = sum(r["errors"] for r in runs.values())
-    print("\nRatios (this run)")
-    print(f"  unbatched server: {unbatched['requests_per_s'] / ceiling['requests_per_s']:.2f}x "
-          f"the in-process single-snippet ceiling")
-    print(f"  batched server: {batched['requests_per_s'] / ceiling['requests_per_s']:.2f}x the "
-          f"in-process single-snippet ceiling, "
-          f"{batched['requests_per_s'] / reference['requests_per_s']:.2f}x in-process batches of "
-          f"{REFERENCE_BATCH_SIZE}")
+    out.note("\nRatios (this run)\n"
+             f"  unbatched server: {unbatched['requests_per_s'] / ceiling['requests_per_s']:.2f}x "
+             f"the in-process single-snippet ceiling\n"
+             f"  batched server: {batched['requests_per_s'] / ceiling['requests_per_s']:.2f}x "
+             f"the in-process single-snippet ceiling, "
+             f"{batched['requests_per_s'] / reference['requests_per_s']:.2f}x in-process "
+             f"batches of {REFERENCE_BATCH_SIZE}")
 
-    print("\nVersion swap under the batched load")
+    print()
     after = lambda key: "never" if swap[key] is None else f"{swap[key]:+.2f} s"  # noqa: E731
-    print(format_table(["figure", "value"], [
+    out.table(["figure", "value"], [
         ["requests sent", str(runs["server, batched, version swap"]["requests"])],
         ["failed requests", str(swap["failed_requests"])],
         ["answers by version", ", ".join(f"v{v}: {n}" for v, n in
@@ -791,7 +793,7 @@ def report(meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
          f"{swap['p99_ms_first_10_s_after_rename'] or float('nan'):.1f} / "
          f"{swap['max_ms_first_10_s_after_rename'] or float('nan'):.1f} ms"],
         ["final version states", str(swap["final_states"])],
-    ]))
+    ], title="Version swap under the batched load")
 
     switched = swap["first_version_2_answer_after_rename_s"] is not None
     targets = {
@@ -801,18 +803,24 @@ def report(meta: dict, runs: dict, reference: dict, swap: dict) -> dict:
         "swap_failed_requests": swap["failed_requests"],
         "swap_switched": switched,
     }
-    print("\nTargets" + (" (quick run: not a measurement)" if meta["quick"] else ""))
-    print(f"  batched throughput: {throughput_ratio:.2f}x unbatched "
-          f"({verdict(throughput_ratio >= TARGET_THROUGHPUT_RATIO)}: target >= "
-          f"{TARGET_THROUGHPUT_RATIO}x)")
-    print(f"  batched p50: {p50_ratio:.2f}x unbatched ({verdict(p50_ratio <= TARGET_P50_RATIO)}: "
-          f"target <= {TARGET_P50_RATIO}x)")
-    print(f"  errors under load: {errors} ({verdict(errors <= TARGET_ERRORS)}: target "
-          f"{TARGET_ERRORS})")
-    print(f"  version swap: {swap['failed_requests']} failed requests, answers "
-          f"{'switched' if switched else 'never switched'} to version 2 "
-          f"({verdict(swap['failed_requests'] <= TARGET_ERRORS and switched)}: target 0 failed, "
-          "switched)")
+    out.note("\nTargets" + (" (quick run: not a measurement)" if meta["quick"] else "") + "\n"
+             f"  batched throughput: {throughput_ratio:.2f}x unbatched "
+             f"({verdict(throughput_ratio >= TARGET_THROUGHPUT_RATIO)}: target >= "
+             f"{TARGET_THROUGHPUT_RATIO}x)\n"
+             f"  batched p50: {p50_ratio:.2f}x unbatched "
+             f"({verdict(p50_ratio <= TARGET_P50_RATIO)}: target <= {TARGET_P50_RATIO}x)\n"
+             f"  errors under load: {errors} ({verdict(errors <= TARGET_ERRORS)}: target "
+             f"{TARGET_ERRORS})\n"
+             f"  version swap: {swap['failed_requests']} failed requests, answers "
+             f"{'switched' if switched else 'never switched'} to version 2 "
+             f"({verdict(swap['failed_requests'] <= TARGET_ERRORS and switched)}: target 0 "
+             "failed, switched)")
+    out.chart("throughput", ratio_chart(
+        "Requests/s over the in-process single-snippet ceiling (16 threads)",
+        {name: r["requests_per_s"] / ceiling["requests_per_s"] for name, r in runs.items()}
+        | {f"in-process SavedModel, batches of {REFERENCE_BATCH_SIZE}, 1 thread":
+           reference["requests_per_s"] / ceiling["requests_per_s"]},
+        xlabel="requests/s over the in-process single-snippet ceiling"))
     public = {name: {k: v for k, v in r.items() if not k.startswith("_")}
               for name, r in runs.items()}
     return dict(meta=meta, runs=public, in_process_batched=reference, swap=swap,

@@ -108,7 +108,8 @@ from keras_bert_kit.export import export_saved_model  # noqa: E402
 from keras_bert_kit.export.saved_model import with_dtype  # noqa: E402
 
 # bench/ is sys.path[0] when this file is run as a script.
-from _timing import Timing, format_table, measure, usable_cores  # noqa: E402
+from _results import BenchReport, ratio_chart  # noqa: E402
+from _timing import Timing, measure, usable_cores  # noqa: E402
 
 BATCH_SIZE = 32
 SEQUENCE_LENGTH = 128
@@ -523,8 +524,9 @@ def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
     return "PASS" if met else "FALL SHORT"
 
 
-def throughput_table(timings: dict[str, Timing], predictions: dict[str, np.ndarray],
-                     reference: str, count: int, labels: np.ndarray) -> tuple[str, dict]:
+def throughput_table(out: BenchReport, timings: dict[str, Timing],
+                     predictions: dict[str, np.ndarray], reference: str, count: int,
+                     labels: np.ndarray, title: str) -> dict:
     """Rows of sequences/s, relative to `reference`, accuracy and agreement with `reference`."""
     results = {
         name: dict(timing.to_dict(), sequences_per_second=count / timing.median,
@@ -540,10 +542,12 @@ def throughput_table(timings: dict[str, Timing], predictions: dict[str, np.ndarr
     ]
     headers = ["engine", "sequences/s", "IQR", f"vs {reference.split(' (')[0]}", "accuracy %",
                "same label %"]
-    return format_table(headers, rows), results
+    out.table(headers, rows, title=title)
+    return results
 
 
-def profile_tables(tensorflow: dict, onnx: dict, top: int = 8) -> str:
+def profile_tables(out: BenchReport, tensorflow: dict, onnx: dict, title: str,
+                   top: int = 8) -> None:
     categories = list(dict.fromkeys([*tensorflow["categories_ms_per_batch"],
                                      *onnx["categories_ms_per_batch"]]))
 
@@ -556,8 +560,8 @@ def profile_tables(tensorflow: dict, onnx: dict, top: int = 8) -> str:
                                ("wall (profiled)", "wall_ms_per_batch", 1),
                                ("op executions", "ops_per_batch", 0)):
         rows.append([label, f"{tensorflow[key]:.{digits}f}", "", f"{onnx[key]:.{digits}f}", ""])
-    summary = format_table(["per batch", "predict_ids ms", "share", "ONNX fp32 ms", "share"],
-                           rows)
+    out.table(["per batch", "predict_ids ms", "share", "ONNX fp32 ms", "share"], rows,
+              title=title)
     op_rows = []
     for index in range(top):
         row = []
@@ -568,9 +572,9 @@ def profile_tables(tensorflow: dict, onnx: dict, top: int = 8) -> str:
             else:
                 row += ["", "", ""]
         op_rows.append(row)
-    op_table = format_table(["predict_ids op", "ms", "runs", "ONNX fp32 op", "ms", "runs"],
-                            op_rows)
-    return f"{summary}\n\nTop op types (per batch):\n{op_table}"
+    print()
+    out.table(["predict_ids op", "ms", "runs", "ONNX fp32 op", "ms", "runs"], op_rows,
+              title="Top op types (per batch):")
 
 
 # === Main =========================================================================
@@ -730,54 +734,69 @@ def main(argv=None) -> dict:
                                              os.path.join(work_dir, "onnx_profile_batch_1")),
     }
     meta["load_average_end"] = os.getloadavg()[0]
-    summary = report(meta, text_timings, text_predictions, id_timings, id_predictions, latency,
-                     kernels, peaks, profiles, count, labels, sentence)
+    out = BenchReport("serving_throughput", quick=args.quick,
+                      description=__doc__.splitlines()[0])
+    summary = report(out, meta, text_timings, text_predictions, id_timings, id_predictions,
+                     latency, kernels, peaks, profiles, count, labels, sentence)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
         print(f"\nWrote {args.json}")
+    out.write()
     return summary
 
 
-def report(meta, text_timings, text_predictions, id_timings, id_predictions, latency, kernels,
-           peaks, profiles, count, labels, sentence) -> dict:
-    print(f"{meta['cores']} usable CPU(s); TensorFlow and ONNX Runtime {meta['threads']} "
-          f"intra-op threads; load average at start {meta['load_average_start']:.2f}, at end "
-          f"{meta['load_average_end']:.2f}{'  [QUICK: not a measurement]' if meta['quick'] else ''}")
-    print(f"\nText in: Rotten Tomatoes test, {count} snippets in batches of {BATCH_SIZE}, "
-          f"median of {meta['repeats']} round-robin pass(es)")
-    table, text = throughput_table(text_timings, text_predictions,
-                                   "ours float32 (serving_default)", count, labels)
-    print(table)
-    print("\nIds in: the same BertTokenizerFast id batches for every engine")
-    table, ids = throughput_table(id_timings, id_predictions, "ours float32 (predict_ids)",
-                                  count, labels)
-    print(table)
+def report(out, meta, text_timings, text_predictions, id_timings, id_predictions, latency,
+           kernels, peaks, profiles, count, labels, sentence) -> dict:
+    out.note(f"{meta['cores']} usable CPU(s); TensorFlow and ONNX Runtime {meta['threads']} "
+             f"intra-op threads; load average at start {meta['load_average_start']:.2f}, at end "
+             f"{meta['load_average_end']:.2f}"
+             f"{'  [QUICK: not a measurement]' if meta['quick'] else ''}")
+    print()
+    text = throughput_table(out, text_timings, text_predictions,
+                            "ours float32 (serving_default)", count, labels,
+                            f"Text in: Rotten Tomatoes test, {count} snippets in batches of "
+                            f"{BATCH_SIZE}, median of {meta['repeats']} round-robin pass(es)")
+    print()
+    ids = throughput_table(out, id_timings, id_predictions, "ours float32 (predict_ids)",
+                           count, labels,
+                           "Ids in: the same BertTokenizerFast id batches for every engine")
 
-    print(f"\nOne sentence, batch 1 ({len(sentence.split())} words: {sentence[:60]!r}...)")
-    print(format_table(["engine", "p50 ms", "p99 ms", "calls"],
-                       [[name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["calls"])]
-                        for name, r in latency.items()]))
+    print()
+    out.table(["engine", "p50 ms", "p99 ms", "calls"],
+              [[name, f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", str(r["calls"])]
+               for name, r in latency.items()],
+              title=f"One sentence, batch 1 ({len(sentence.split())} words: "
+              f"{sentence[:60]!r}...)")
 
-    print("\nbfloat16: oneDNN primitives run on one batch (kind, implementation, source type)")
+    kernels_title = ("bfloat16: oneDNN primitives run on one batch (kind, implementation, "
+                     "source type)")
     rows = [[dtype, key, str(calls), f"{ms:.1f}"]
             for dtype, found in kernels.items() if "error" not in found
             for key, (calls, ms) in sorted(found.items(), key=lambda kv: -kv[1][1])]
-    print(format_table(["export", "primitive", "calls", "ms"], rows) if rows else "  (none)")
+    print()
+    if rows:
+        out.table(["export", "primitive", "calls", "ms"], rows, title=kernels_title)
+    else:
+        out.note(f"{kernels_title}\n  (none)")
     flags = ", ".join(f"{flag} {'yes' if present else 'no'}"
                       for flag, present in meta["cpu_flags"].items())
-    print(f"CPU flags: {flags}; tf.matmul 2048^2 peak: float32 {peaks['float32']:.0f} GFLOP/s, "
-          f"bfloat16 {peaks['bfloat16']:.0f} GFLOP/s ({peaks['bfloat16'] / peaks['float32']:.2f}x)")
     isa = bf16_isa(kernels["bfloat16"])
-    print(f"bf16 matrix products ran on: {isa}")
+    out.note(f"CPU flags: {flags}; tf.matmul 2048^2 peak: float32 {peaks['float32']:.0f} "
+             f"GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s "
+             f"({peaks['bfloat16'] / peaks['float32']:.2f}x)\n"
+             f"bf16 matrix products ran on: {isa}")
 
-    print(f"\nWhere predict_ids' time goes vs ONNX Runtime float32 (profiled, "
-          f"{profiles['predict_ids']['wall_ms_per_batch']:.0f} vs "
-          f"{profiles['onnx_float32']['wall_ms_per_batch']:.0f} ms per batch, profilers on):")
-    print(profile_tables(profiles["predict_ids"], profiles["onnx_float32"]))
-    print("\nThe same for the one sentence of the latency table (batch 1, 20 calls):")
-    print(profile_tables(profiles["predict_ids_batch_1"], profiles["onnx_float32_batch_1"],
-                         top=4))
+    print()
+    profile_tables(out, profiles["predict_ids"], profiles["onnx_float32"],
+                   f"Where predict_ids' time goes vs ONNX Runtime float32 (profiled, "
+                   f"{profiles['predict_ids']['wall_ms_per_batch']:.0f} vs "
+                   f"{profiles['onnx_float32']['wall_ms_per_batch']:.0f} ms per batch, "
+                   "profilers on):")
+    print()
+    profile_tables(out, profiles["predict_ids_batch_1"], profiles["onnx_float32_batch_1"],
+                   "The same for the one sentence of the latency table (batch 1, 20 calls):",
+                   top=4)
 
     def speed(results, name):
         return results[name]["sequences_per_second"]
@@ -794,23 +813,36 @@ def report(meta, text_timings, text_predictions, id_timings, id_predictions, lat
         "text_in_vs_onnx_float32": ours_text / speed(
             text, "ONNX Runtime float32 + BertTokenizerFast"),
     }
-    print("\nTargets" + (" (quick run: not a measurement)" if meta["quick"] else ""))
-    print(f"  text in: ours {targets['text_in_vs_keras_hub']:.2f}x keras-hub "
-          f"({verdict(targets['text_in_vs_keras_hub'], TARGET_VS_KERAS_HUB)}: target >= "
-          f"{TARGET_VS_KERAS_HUB}x)")
+    lines = ["\nTargets" + (" (quick run: not a measurement)" if meta["quick"] else "")]
+    lines.append(f"  text in: ours {targets['text_in_vs_keras_hub']:.2f}x keras-hub "
+                 f"({verdict(targets['text_in_vs_keras_hub'], TARGET_VS_KERAS_HUB)}: target >= "
+                 f"{TARGET_VS_KERAS_HUB}x)")
     for key, label in (("bf16_speedup_text_in", "serving_default"),
                        ("bf16_speedup_ids_in", "predict_ids")):
-        print(f"  bfloat16 {label}: {targets[key]:.2f}x float32 "
-              f"({verdict(targets[key], TARGET_BF16_SPEEDUP)}: target >= {TARGET_BF16_SPEEDUP}x)")
-    print(f"  bfloat16 accuracy loss: {targets['bf16_accuracy_loss_points']:+.2f} points "
-          f"({verdict(targets['bf16_accuracy_loss_points'], TARGET_BF16_ACCURACY_LOSS, False)}: "
-          f"target <= {TARGET_BF16_ACCURACY_LOSS}); {isa.split(' (')[0]}")
-    print(f"  predict_ids: {targets['predict_ids_vs_onnx_float32']:.2f}x ONNX Runtime float32 "
-          f"({verdict(targets['predict_ids_vs_onnx_float32'], TARGET_VS_ONNX)}: target >= "
-          f"{TARGET_VS_ONNX}x)")
-    print(f"  serving_default: {targets['text_in_vs_onnx_float32']:.2f}x ONNX Runtime float32 + "
-          f"BertTokenizerFast ({verdict(targets['text_in_vs_onnx_float32'], TARGET_VS_ONNX)}: "
-          f"target >= {TARGET_VS_ONNX}x)")
+        lines.append(f"  bfloat16 {label}: {targets[key]:.2f}x float32 "
+                     f"({verdict(targets[key], TARGET_BF16_SPEEDUP)}: target >= "
+                     f"{TARGET_BF16_SPEEDUP}x)")
+    lines.append(
+        f"  bfloat16 accuracy loss: {targets['bf16_accuracy_loss_points']:+.2f} points "
+        f"({verdict(targets['bf16_accuracy_loss_points'], TARGET_BF16_ACCURACY_LOSS, False)}: "
+        f"target <= {TARGET_BF16_ACCURACY_LOSS}); {isa.split(' (')[0]}")
+    lines.append(
+        f"  predict_ids: {targets['predict_ids_vs_onnx_float32']:.2f}x ONNX Runtime float32 "
+        f"({verdict(targets['predict_ids_vs_onnx_float32'], TARGET_VS_ONNX)}: target >= "
+        f"{TARGET_VS_ONNX}x)")
+    lines.append(
+        f"  serving_default: {targets['text_in_vs_onnx_float32']:.2f}x ONNX Runtime float32 + "
+        f"BertTokenizerFast ({verdict(targets['text_in_vs_onnx_float32'], TARGET_VS_ONNX)}: "
+        f"target >= {TARGET_VS_ONNX}x)")
+    out.note("\n".join(lines))
+    out.chart("text_in", ratio_chart(
+        "Text in: sequences/s over ours float32 serving_default", {
+            name: speed(text, name) / ours_text for name in text},
+        xlabel="sequences/s over ours float32 (serving_default)"))
+    out.chart("ids_in", ratio_chart(
+        "Ids in: sequences/s over ours float32 predict_ids", {
+            name: speed(ids, name) / ours_ids for name in ids},
+        xlabel="sequences/s over ours float32 (predict_ids)"))
     return dict(meta=meta, text_in=text, ids_in=ids, latency=latency, onednn_kernels=kernels,
                 bf16_isa=isa, matmul_peak_gflops=peaks, profiles=profiles, targets=targets,
                 latency_sentence=sentence)
