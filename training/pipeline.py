@@ -24,26 +24,26 @@ changed in a YAML --config file or by their options.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import platform
 import shlex
-import shutil
 import sys
 import tempfile
 import time
 import urllib.request
 import warnings
 
-from training.settings import check_positive_ints, parse_settings, run_job
+from training.settings import ArgumentParser, check_positive_ints, parse_settings, run_job
 from training.stages import ProgressBar, Stage, file_digest, run_stages, stage_dir
 
 MEGABYTE = 2**20
 MINILM_NAME = "all-MiniLM-L6-v2"
 # Examples per call when a whole test split goes through an export.
 EVALUATION_BATCH = 32
+# Batches predicted before the timed pass over the test split.
+WARMUP_BATCHES = 4
 # What the serve stage asks the served models, and the largest difference of
 # a probability it accepts between the server and the Keras model.
 SERVE_SENTENCES = (
@@ -131,7 +131,7 @@ def recipe_spec(full):
 def parse_args(argv=None):
     """The settings: the recipe (--full's with `--full`), a --config file, then options."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    flags = ArgumentParser(add_help=False, allow_abbrev=False)
     flags.add_argument("--full", action="store_true")
     flags.add_argument("--force", action="store_true")
     known, rest = flags.parse_known_args(argv)
@@ -241,10 +241,19 @@ def confusion_matrix(labels, predicted, num_classes):
     return counts.tolist()
 
 
-def copy_atomically(source, target):
+def save_for_serving(source, target):
+    """The model in `source` saved at `target` without its optimizer state.
+
+    The jobs save their models compiled, AdamW's two moments included: three
+    times the weights' size. What is served and shipped is the model alone.
+    """
+    import keras
+
+    model = keras.saving.load_model(source, compile=False)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.copyfile(source, target + ".partial")
-    os.replace(target + ".partial", target)
+    partial = os.path.join(os.path.dirname(target), f".partial.{os.path.basename(target)}")
+    model.save(partial)  # Keras wants the .keras extension: the name marks it instead
+    os.replace(partial, target)
 
 
 def megabytes(path):
@@ -461,7 +470,8 @@ class Pipeline:
         if not teacher["lowercase"]:
             argv.append("--cased")
         finetune.run(finetune.parse_args(argv))
-        copy_atomically(os.path.join(context.work_dir, "model.keras"), self.model_path("teacher"))
+        save_for_serving(os.path.join(context.work_dir, "model.keras"),
+                         self.model_path("teacher"))
         with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
             metrics = json.load(f)
         return {key: metrics[key] for key in ("train_examples", "eval_examples",
@@ -515,7 +525,7 @@ class Pipeline:
             "warmup_fraction": s["distill_warmup_fraction"], "seed": s["seed"],
             "out": context.work_dir})
         distill.run(settings)
-        copy_atomically(os.path.join(context.work_dir, "student.keras"),
+        save_for_serving(os.path.join(context.work_dir, "student.keras"),
                         self.model_path("student"))
         with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
             metrics = json.load(f)
@@ -548,11 +558,13 @@ class Pipeline:
         from training.export import median_latency_ms
 
         texts, batch_size = list(test.texts), self.settings["batch_size"]
-        # The first pass also traces each batch shape; the second is timed.
-        predicted = np.argmax(model.predict(texts, batch_size=batch_size, verbose=0), axis=-1)
+        # A few batches first: the timed pass then finds the predict function traced
+        # (for any batch shape, after the first few).
+        model.predict(texts[:WARMUP_BATCHES * batch_size], batch_size=batch_size, verbose=0)
         started = time.perf_counter()
-        model.predict(texts, batch_size=batch_size, verbose=0)
+        logits = model.predict(texts, batch_size=batch_size, verbose=0)
         seconds = time.perf_counter() - started
+        predicted = np.argmax(logits, axis=-1)
         classify = model.text_function()
         samples = [{"text": tf.constant([text])} for text in texts[:8]]
         classes = len(test.label_names)
@@ -825,7 +837,9 @@ def run_pipeline(pipeline, settings):
 
 
 def main(argv=None):
-    return run_job(run, parse_args(argv), errors=(ValueError, OSError))
+    # OSError: an unwritable --out, a missing file. FloatingPointError: a
+    # training job stopped on a non-finite loss (its checkpoint is kept).
+    return run_job(run, parse_args(argv), errors=(ValueError, OSError, FloatingPointError))
 
 
 if __name__ == "__main__":

@@ -289,3 +289,17 @@ def test_full_changes_the_epochs_and_options_still_win():
     full = pipeline.parse_args(["--full", "--distill-epochs", "2"])
     assert (full["full"], full["finetune_epochs"], full["distill_epochs"]) == (True, 3, 2)
     assert pipeline.parse_args(["--force"])["force"] is True
+
+
+def test_a_scratch_teacher_adds_general_distillation_before_the_task():
+    stages = pipeline.Pipeline(pipeline.parse_args(["--teacher", "scratch"])).stages()
+    by_name = {stage.name: stage for stage in stages}
+    assert [stage.name for stage in stages] == [
+        "teacher", "finetune", "general_distill", "distill", "evaluate", "export", "serve",
+        "report"]
+    assert by_name["general_distill"].upstream == ("teacher",)
+    assert "general_distill" in by_name["distill"].upstream
+    assert by_name["teacher"].settings["scratch_steps"] == 1000
+    full = pipeline.Pipeline(pipeline.parse_args(["--teacher", "scratch", "--full"])).stages()
+    assert full[0].settings["scratch_steps"] == 2000
+    assert full[0].settings != stages[0].settings  # --full pretrains anew
