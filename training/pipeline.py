@@ -36,7 +36,14 @@ import urllib.request
 import warnings
 
 from training.settings import ArgumentParser, check_positive_ints, parse_settings, run_job
-from training.stages import ProgressBar, Stage, file_digest, run_stages, stage_dir
+from training.stages import (
+    ProgressBar,
+    Stage,
+    file_digest,
+    manifest_of,
+    run_stages,
+    stage_dir,
+)
 
 MEGABYTE = 2**20
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -256,6 +263,12 @@ def save_for_serving(source, target):
     os.replace(partial, target)
 
 
+def job_metrics(out):
+    """The metrics.json a training job wrote in `out`."""
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 def megabytes(path):
     return os.path.getsize(path) / MEGABYTE
 
@@ -324,7 +337,10 @@ class Pipeline:
         s = self.settings
         data, recipe = self.data_settings(), self.recipe()
         scratch_keys = [key for key in RECIPE if key.startswith("scratch_")]
-        teacher_settings = {"teacher": self.teacher, "seed": s["seed"],
+        # A teacher directory's files count as settings: another checkpoint there is new work.
+        teacher_files = None if self.teacher in TEACHER_CHOICES else manifest_of(self.teacher,
+                                                                                 ["."])
+        teacher_settings = {"teacher": self.teacher, "files": teacher_files, "seed": s["seed"],
                             **({key: s[key] for key in scratch_keys} if self.scratch else {})}
         training_keys = ("sequence_length", "batch_size")
         finetune_keys = [key for key in RECIPE if key.startswith("finetune_")]
@@ -435,8 +451,7 @@ class Pipeline:
             "checkpoint_every": max(1, steps // STEP_JOB_EPOCHS), "seed": s["seed"],
             "out": context.work_dir}) + (["--quiet"] if s["quiet"] else []))
         pretrain.run(settings)
-        with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = job_metrics(context.work_dir)
         encoder = keras.saving.load_model(os.path.join(context.work_dir, "encoder.keras"))
         return {**self.teacher_result(encoder, True, {
             "steps": steps, "vocab_size": s["scratch_vocab_size"], "seconds": metrics["seconds"],
@@ -472,8 +487,7 @@ class Pipeline:
         finetune.run(finetune.parse_args(argv))
         save_for_serving(os.path.join(context.work_dir, "model.keras"),
                          self.model_path("teacher"))
-        with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = job_metrics(context.work_dir)
         return {key: metrics[key] for key in ("train_examples", "eval_examples",
                                               "seconds_per_epoch", "history", "eval")} | {
             "epochs": self.settings["finetune_epochs"]}
@@ -499,8 +513,7 @@ class Pipeline:
             "log_every": max(1, steps // STEP_JOB_EPOCHS), "batch_size": s["scratch_batch_size"],
             "seed": s["seed"], "out": context.work_dir})
         distill.run(settings)
-        with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = job_metrics(context.work_dir)
         return {"steps": steps, "seconds": metrics["seconds"], "history": metrics["history"],
                 "eval": metrics["eval"]}
 
@@ -527,8 +540,7 @@ class Pipeline:
         distill.run(settings)
         save_for_serving(os.path.join(context.work_dir, "student.keras"),
                         self.model_path("student"))
-        with open(os.path.join(context.work_dir, "metrics.json"), encoding="utf-8") as f:
-            metrics = json.load(f)
+        metrics = job_metrics(context.work_dir)
         general = context.records.get("general_distill")
         return {"epochs": s["distill_epochs"], "student_layers": layers,
                 "train_examples": metrics["train_examples"], "seconds": metrics["seconds"],
@@ -666,9 +678,12 @@ class Pipeline:
 
     def write_model_config(self):
         """A ModelServerConfig serving both models, with absolute base paths (TF Serving's rule)."""
+        def quoted(text):  # a text-proto string: JSON's escapes are among its own
+            return json.dumps(text, ensure_ascii=False)
+
         entries = "".join(
-            f"  config {{\n    name: \"{role}\"\n"
-            f"    base_path: {json.dumps(os.path.join(self.serving_dir(), role), ensure_ascii=False)}\n"
+            f"  config {{\n    name: {quoted(role)}\n"
+            f"    base_path: {quoted(os.path.join(self.serving_dir(), role))}\n"
             f"    model_platform: \"tensorflow\"\n  }}\n"
             for role in ("teacher", "student"))
         path = self.model_config_path()
