@@ -29,7 +29,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-data.txt constraint
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m training.demo
+	$(BIN)/python -m training.pipeline
 
 # One pytest worker per core of the 2-core CI machines; each test file runs whole
 # in one worker (module fixtures are made once). TEST_WORKERS=0 runs in-process.
