@@ -1,7 +1,7 @@
 """Reads the code blocks and links of the markdown docs, for tests/test_docs.py.
 
 The markers (documented in tests/test_docs.py and docs/testing.md):
-- `<!-- docs-test-setup: ... -->`: Python run before the page's first block;
+- `<!-- docs-test-setup: ... -->` at the start of a line: Python run before the page's first block;
 - `<!-- docs-test: skip: REASON -->` on the line right before a ```python block: not run;
 - `NAME = VALUE  # ... docs-test: TINY` in a block: the test runs `NAME = TINY` instead.
 """
@@ -12,7 +12,7 @@ import dataclasses
 import re
 
 FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
-SETUP = re.compile(r"<!--\s*docs-test-setup:(.*?)-->", re.DOTALL)
+SETUP = re.compile(r"^<!--\s*docs-test-setup:(.*?)-->", re.DOTALL | re.MULTILINE)
 SKIP = re.compile(r"^\s*<!--\s*docs-test:\s*skip:(.*?)-->\s*$")
 # `target = value  # anything docs-test: replacement`: an assignment, then the tiny value.
 TINY_VALUE = re.compile(r"^(\s*[A-Za-z_][\w.,\[\] ]*?)\s*=(?!=)\s*[^#]+?#.*?\bdocs-test:\s*(.+?)\s*$")

@@ -9,8 +9,8 @@ How a page is run (one test item per page):
   The test runs `epochs = 1`. Anything after `docs-test:` to the end of the line is the value;
   the comment may say more before it (`limit = None  # every example; docs-test: 64`). A
   `docs-test:` comment on a line that is not an assignment fails the page.
-- `<!-- docs-test-setup: PYTHON -->` (an HTML comment, so not rendered) holds Python run
-  before the page's first block, for what a reader has already (a fine-tuned model at the
+- `<!-- docs-test-setup: PYTHON -->` (an HTML comment, not rendered) at the start of a line holds
+  Python run before the page's first block, for what a reader has already (a fine-tuned model at the
   path a block loads, a data file).
 - A block that cannot run on a CI machine (a multi-host cluster, a GPU, a long job) is
   preceded by `<!-- docs-test: skip: REASON -->`. Skipped blocks need a reason and stay few:
@@ -112,6 +112,7 @@ def test_markers_are_read():
     assert [(b.language, b.line, b.skip_reason) for b in blocks] == [
         ("python", 6, None), ("python", 11, "needs a 2-host cluster"), ("bash", 14, None)]
     assert docs_blocks.setup_code(PAGE) == "import math\n"
+    assert docs_blocks.setup_code("prose: `<!-- docs-test-setup: x -->` is not setup") == ""
     assert docs_blocks.tiny_code(blocks[0]) == "epochs = 1\nlimit = 64\n"
     assert docs_blocks.relative_links(PAGE) == [(16, "docs/x.md"), (16, "images/c.png")]
 
