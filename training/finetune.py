@@ -13,7 +13,6 @@ tokenizer included), `vocab.txt`, `metrics.json` and `curves.png`.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,66 +28,100 @@ BUILT_IN_DATA = {"rotten_tomatoes": "classify"}
 
 
 def parse_args(argv=None):
+    # Each help states its default once: "%(default)s" where argparse's default is the
+    # default, words where the default depends on other options.
     parser = ArgumentParser(
         prog="python -m training.finetune",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--task", required=True, choices=TASKS, help="what to fine-tune for")
+    parser.add_argument("--task", required=True, choices=TASKS,
+                        help="what to fine-tune for (required)")
     parser.add_argument("--data", required=True,
-                        help="training data: a file, or the built-in 'rotten_tomatoes'")
+                        help="training data: a file, or the built-in 'rotten_tomatoes' (required)")
     parser.add_argument("--init", required=True,
-                        help="Hugging Face model directory, .keras file, or preset name")
-    parser.add_argument("--out", required=True, help="output directory (created if needed)")
-    parser.add_argument("--eval-data", help="evaluation data (same format as --data)")
+                        help="Hugging Face model directory, .keras file, or preset name "
+                        "(required)")
+    parser.add_argument("--out", required=True,
+                        help="output directory, created if needed; an unfinished run's epoch "
+                        "checkpoints in OUT/checkpoints are resumed from (required)")
+    parser.add_argument("--eval-data", help="evaluation data, same format as --data (default: "
+                        "Rotten Tomatoes' test split, or --validation-split of --data)")
     parser.add_argument("--validation-split", type=float, default=0.1,
-                        help="share of --data held out for evaluation when --eval-data is absent")
+                        help="share of --data held out for evaluation when --eval-data is "
+                        "absent (default: %(default)s)")
     parser.add_argument("--vocab", help="vocab.txt, when --init does not come with one "
-                        "(default for presets: the standard uncased BERT vocabulary)")
+                        "(default: the one of --init; for a preset, the standard uncased "
+                        "BERT vocabulary)")
     parser.add_argument("--cased", action="store_true",
-                        help="with --vocab or a preset: keep case (a cased vocabulary)")
+                        help="with --vocab or a preset: keep case, a cased vocabulary "
+                        "(default: uncased)")
 
     columns = parser.add_argument_group("data columns (CSV columns / JSON Lines keys)")
-    columns.add_argument("--text-column", default="text", help="classify: the text")
-    columns.add_argument("--text-pair-column", help="classify: the second text of a pair")
-    columns.add_argument("--label-column", default="label", help="classify: the label")
-    columns.add_argument("--words-column", default="tokens", help="tag: the words")
-    columns.add_argument("--tags-column", default="tags", help="tag: the tags")
-    columns.add_argument("--question-column", default="question", help="qa: the question")
-    columns.add_argument("--context-column", default="context", help="qa: the context")
+    columns.add_argument("--text-column", default="text",
+                         help="classify: the text (default: %(default)s)")
+    columns.add_argument("--text-pair-column",
+                         help="classify: the second text of a pair (default: none, single "
+                         "texts)")
+    columns.add_argument("--label-column", default="label",
+                         help="classify: the label (default: %(default)s)")
+    columns.add_argument("--words-column", default="tokens",
+                         help="tag: the words (default: %(default)s)")
+    columns.add_argument("--tags-column", default="tags",
+                         help="tag: the tags (default: %(default)s)")
+    columns.add_argument("--question-column", default="question",
+                         help="qa: the question (default: %(default)s)")
+    columns.add_argument("--context-column", default="context",
+                         help="qa: the context (default: %(default)s)")
     columns.add_argument("--answers-column", default="answers",
-                         help="qa: answers (JSON Lines), or the answer text column (CSV)")
+                         help="qa: answers (JSON Lines), or the answer text column (CSV) "
+                         "(default: %(default)s)")
     columns.add_argument("--answer-start-column", default="answer_start",
-                         help="qa, CSV: the answer's character offset in the context")
+                         help="qa, CSV: the answer's character offset in the context "
+                         "(default: %(default)s)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--sequence-length", type=int, default=None,
                        help="tokens per example (default: 128; 384 for qa)")
     model.add_argument("--stride", type=int, default=128,
-                       help="qa: tokens of overlap between windows of a long context")
+                       help="qa: tokens of overlap between windows of a long context "
+                       "(default: %(default)s)")
     model.add_argument("--max-question-length", type=int, default=None,
                        help="qa: questions are cut to this many tokens "
                        "(default: 64, at most half of --sequence-length)")
     model.add_argument("--pooling", choices=("cls", "mean"), default="cls",
-                       help="classify: [CLS] pooling or mean over tokens")
-    model.add_argument("--dropout", type=float, default=0.1, help="dropout before the head")
+                       help="classify: [CLS] pooling or mean over tokens (default: "
+                       "%(default)s)")
+    model.add_argument("--dropout", type=float, default=0.1,
+                       help="dropout before the head (default: %(default)s)")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=int, default=3)
-    training.add_argument("--batch-size", type=int, default=32)
-    training.add_argument("--learning-rate", type=float, default=5e-5)
+    training.add_argument("--epochs", type=int, default=3,
+                          help="passes over the training data (default: %(default)s)")
+    training.add_argument("--batch-size", type=int, default=32,
+                          help="examples per step (default: %(default)s)")
+    training.add_argument("--learning-rate", type=float, default=5e-5,
+                          help="peak learning rate (default: %(default)s)")
     training.add_argument("--warmup-fraction", type=float, default=0.1,
-                          help="share of the steps spent warming up, then linear decay")
-    training.add_argument("--weight-decay", type=float, default=0.01)
+                          help="share of the steps spent warming up, then linear decay "
+                          "(default: %(default)s)")
+    training.add_argument("--weight-decay", type=float, default=0.01,
+                          help="AdamW weight decay, not on LayerNorm and biases "
+                          "(default: %(default)s)")
     training.add_argument("--clipnorm", type=float, default=1.0,
-                          help="global gradient-norm clipping (0 disables)")
+                          help="global gradient-norm clipping, 0 disables "
+                          "(default: %(default)s)")
     training.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-                          default="float32")
+                          default="float32",
+                          help="float32, mixed_bfloat16 (CPU) or mixed_float16 (GPU) "
+                          "(default: %(default)s)")
     training.add_argument("--max-examples", type=int,
-                          help="use only the first N training examples (quick runs)")
-    training.add_argument("--seed", type=int, default=0)
+                          help="use only the first N training examples, for quick runs "
+                          "(default: all)")
+    training.add_argument("--seed", type=int, default=0,
+                          help="seed of the data split, shuffling and initialisation "
+                          "(default: %(default)s)")
     training.add_argument("--quiet", action="store_true",
-                          help="one line per epoch instead of a progress bar")
+                          help="one line per epoch instead of a progress bar (default: off)")
     args = parser.parse_args(argv)
 
     if args.data in BUILT_IN_DATA and BUILT_IN_DATA[args.data] != args.task:

@@ -1,6 +1,7 @@
 """training.finetune: smoke runs of each task on a few rows, outputs, and data errors."""
 
 import json
+import re
 
 import keras
 import pytest
@@ -34,14 +35,45 @@ def test_each_task_runs_and_writes_its_outputs(tmp_path, data_dir, task, file, m
     assert model.preprocessor is not None
 
 
-def test_help_documents_every_option(capsys):
+REQUIRED = ["--task", "classify", "--data", "x.csv", "--init", "bert_tiny", "--out", "x"]
+
+
+def help_entries(text):
+    """{option: its help, on one line} of argparse's --help text."""
+    entries, option = {}, None
+    for line in text.splitlines():
+        match = re.match(r"  (-\w, )?(--[\w-]+)(?: \S+)?(?:  +(.*))?$", line)
+        if match:
+            option = match.group(2)
+            entries[option] = match.group(3) or ""
+        elif option and line.startswith("    "):
+            # A wrapped line; argparse breaks "--eval-\ndata" after its hyphen.
+            joiner = "" if entries[option].endswith("-") else " "
+            entries[option] = (entries[option] + joiner + line.strip()).strip()
+        else:
+            option = None
+    return entries
+
+
+def test_help_gives_every_option_a_help_and_its_default_once(capsys):
     with pytest.raises(SystemExit) as exit_info:
         finetune.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--task", "--data", "--init", "--out", "--eval-data", "--learning-rate",
-                   "--warmup-fraction", "--sequence-length", "--stride", "--text-column"):
-        assert option in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    entries = help_entries(text)
+    options = {"--" + name.replace("_", "-") for name in vars(finetune.parse_args(REQUIRED))}
+    assert options <= set(entries), options - set(entries)
+    for option in options:
+        words = entries[option]
+        assert words, f"{option} has no help"
+        if option in REQUIRED:
+            assert "(required)" in words and "default" not in words, (option, words)
+        else:
+            assert words.count("(default") == 1, (option, words)
+    assert entries["--epochs"].endswith("(default: 3)")
+    assert entries["--learning-rate"].endswith("(default: 5e-05)")
+    assert entries["--precision"].endswith("(default: float32)")
 
 
 def test_data_errors_name_file_line_and_column(tmp_path, data_dir, capsys):
