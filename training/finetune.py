@@ -9,19 +9,24 @@ pretrainer or a fine-tuned task model) or a preset name (random weights).
 `rotten_tomatoes`. Without `--eval-data`, `--validation-split` of the data is
 held out. The output directory gets `model.keras` (the fine-tuned task model,
 tokenizer included), `vocab.txt`, `metrics.json` and `curves.png`.
+
+Each epoch ends with a checkpoint in `OUT/checkpoints/`: the same command
+started again after an interruption resumes from it, and goes on as the
+uninterrupted run would have; a checkpoint of a run with other settings is
+refused. A non-finite loss stops the run and keeps the last good
+checkpoint. The directory is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 import warnings
 
 import keras
 import numpy as np
 
-from training.settings import ArgumentParser, report_error
+from training.settings import ArgumentParser, run_job
 
 TASKS = ("classify", "tag", "qa")
 BUILT_IN_DATA = {"rotten_tomatoes": "classify"}
@@ -141,6 +146,25 @@ def parse_args(argv=None):
 # -- model and vocabulary -----------------------------------------------------------
 
 
+def load_encoder(path, name):
+    """(encoder, loaded model) of a .keras file of an encoder, a pretrainer or a task model.
+
+    `name` names the setting in errors.
+    """
+    import keras_bert_kit as kbk
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name} {path}: no such file.")
+    loaded = keras.saving.load_model(path)
+    encoder = getattr(loaded, "encoder", loaded)
+    if not isinstance(encoder, (kbk.BertEncoder, kbk.DistilBertEncoder)):
+        raise ValueError(
+            f"{name} {path} holds a {type(loaded).__name__}; expected an encoder, a "
+            "pretrainer or a fine-tuned task model."
+        )
+    return encoder, loaded
+
+
 def resolve_init(init, vocab, cased):
     """(encoder, tokenizer) for `--init`."""
     import keras_bert_kit as kbk
@@ -156,15 +180,7 @@ def resolve_init(init, vocab, cased):
                      else kbk.preprocessor_from_huggingface(init).tokenizer)
         return encoder, tokenizer
     if init.endswith(".keras"):
-        if not os.path.isfile(init):
-            raise FileNotFoundError(f"--init {init}: no such file.")
-        loaded = keras.saving.load_model(init)
-        encoder = getattr(loaded, "encoder", loaded)
-        if not isinstance(encoder, (kbk.BertEncoder, kbk.DistilBertEncoder)):
-            raise ValueError(
-                f"--init {init} holds a {type(loaded).__name__}; expected an encoder, a "
-                "pretrainer or a fine-tuned task model."
-            )
+        encoder, loaded = load_encoder(init, "--init")
         preprocessor = getattr(loaded, "preprocessor", None)
         if vocab:
             tokenizer = tokenizer_from(vocab)
@@ -337,28 +353,21 @@ def score(task, model, data, batch_size):
     return metrics.squad_scores([a["text"] for a in answers], references)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each training epoch (evaluation on the held-out data excluded)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self._last - self._start)
+# Settings that do not change what a run computes: a checkpoint resumes across them.
+UNCHECKED_ON_RESUME = ("out", "quiet")
 
 
 def run(args):
+    from training.common import EpochCheckpoints, StopOnNaN
+
     if args.precision != "float32":
         keras.mixed_precision.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
+    checkpoints = EpochCheckpoints(
+        os.path.join(args.out, "checkpoints"),
+        {k: v for k, v in vars(args).items() if k not in UNCHECKED_ON_RESUME},
+    )
 
     train, evaluation = split_data(args.task, args)
     encoder, tokenizer = resolve_init(args.init, args.vocab, args.cased)
@@ -372,17 +381,28 @@ def run(args):
     print(f"Fine-tuning {type(encoder).__name__} ({encoder.count_params():,} parameters) for "
           f"{args.task} on {len(train):,} examples; evaluating on {len(evaluation):,}.")
     x, y = fit_arguments(args.task, train)
-    timer = EpochTimer()
-    history = model.fit(
-        x,
-        y,
+    # The batches are made here, not by `fit`, as one stream reshuffled each
+    # pass: a resumed run reads on from where the interrupted one stopped.
+    batches = model.preprocessor.dataset(x, y, batch_size=args.batch_size, shuffle=True,
+                                         seed=args.seed)
+    steps_per_epoch = int(batches.cardinality())
+    nan_guard = StopOnNaN(steps_per_epoch)
+    model.fit(
+        checkpoints.resume_data(batches.repeat(), steps_per_epoch),
+        steps_per_epoch=steps_per_epoch,
         validation_data=fit_arguments(args.task, evaluation),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
-        callbacks=[timer],
+        callbacks=[nan_guard, checkpoints],
         verbose=2 if args.quiet else 1,
     )
+    if nan_guard.step is not None:
+        raise FloatingPointError(
+            f"The loss became non-finite at step {nan_guard.step}; stopped. The checkpoint "
+            f"of the last good epoch ({checkpoints.done_epochs}) is kept in "
+            f"{checkpoints.directory}: lower --learning-rate or check the data, then run the "
+            "same command to resume from it."
+        )
     scores = score(args.task, model, evaluation, args.batch_size)
 
     model_path = os.path.join(args.out, "model.keras")
@@ -390,7 +410,8 @@ def run(args):
     tokenizer.save_vocabulary(os.path.join(args.out, "vocab.txt"))
     from training.reporting import plot_curves, write_metrics
 
-    plot_curves(history.history, args.out, f"{args.task}: {os.path.basename(str(args.init))}")
+    plot_curves(checkpoints.history, args.out,
+                f"{args.task}: {os.path.basename(str(args.init))}")
     write_metrics(
         dict(
             task=args.task,
@@ -400,13 +421,14 @@ def run(args):
             train_examples=len(train),
             eval_examples=len(evaluation),
             parameters=encoder.count_params(),
-            seconds_per_epoch=timer.seconds,
-            history=history.history,
+            seconds_per_epoch=checkpoints.seconds_per_epoch,
+            history=checkpoints.history,
             eval=scores,
             arguments=vars(args),
         ),
         args.out,
     )
+    checkpoints.remove()  # The run is finished: nothing to resume.
     summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
     print(f"Evaluation: {summary}")
     print(f"Wrote {model_path}, vocab.txt, metrics.json and curves.png to {args.out}")
@@ -414,14 +436,9 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Data and argument problems are the user's to fix: say what, not a traceback.
-        report_error(e)
-        return 2
-    return 0
+    # Data and argument problems are the user's to fix: say what, not a traceback.
+    return run_job(run, parse_args(argv),
+                   errors=(ValueError, FileNotFoundError, FloatingPointError))
 
 
 if __name__ == "__main__":
