@@ -284,6 +284,19 @@ class EpochCheckpoints(SafeBackupAndRestore):
         """
         return stream.skip(self.done_epochs * steps_per_epoch)
 
+    def raise_if_stopped(self, nan_guard, learning_rate):
+        """Raises a FloatingPointError if `nan_guard` (a StopOnNaN) stopped the run.
+
+        `learning_rate` names how the user sets it, for the advice.
+        """
+        if nan_guard.step is not None:
+            raise FloatingPointError(
+                f"The loss became non-finite at step {nan_guard.step}; stopped. The checkpoint "
+                f"of the last good epoch ({self.done_epochs}) is kept in {self.directory}: "
+                f"lower {learning_rate} or check the data, then run the same command to "
+                "resume from it."
+            )
+
     def remove(self):
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -309,7 +322,7 @@ class EpochCheckpoints(SafeBackupAndRestore):
         if not self.keeps(logs):
             return
         os.makedirs(self.directory, exist_ok=True)
-        if not os.path.exists(self._run_path):
+        if not self.epochs:  # (Over a run.json left by a run killed before its first epoch.)
             _write_json(self.settings, self._run_path)
         self.epochs.append(dict(
             logs={name: float(value) for name, value in (logs or {}).items()},

@@ -328,13 +328,7 @@ def run(settings):
                   steps_per_epoch=steps_per_epoch, validation_data=evaluation,
                   shuffle=False,  # shuffled already
                   callbacks=[nan_guard, checkpoints], verbose=2 if settings["quiet"] else 1)
-    if nan_guard.step is not None:
-        raise FloatingPointError(
-            f"The loss became non-finite at step {nan_guard.step}; stopped. The checkpoint "
-            f"of the last good epoch ({checkpoints.done_epochs}) is kept in "
-            f"{checkpoints.directory}: lower the learning rate or check the data, then run "
-            "the same command to resume from it."
-        )
+    checkpoints.raise_if_stopped(nan_guard, "`learning_rate`")
 
     if task:
         scores = {role: finetune.score(task, model, eval_examples, settings["batch_size"])

@@ -396,13 +396,7 @@ def run(args):
         callbacks=[nan_guard, checkpoints],
         verbose=2 if args.quiet else 1,
     )
-    if nan_guard.step is not None:
-        raise FloatingPointError(
-            f"The loss became non-finite at step {nan_guard.step}; stopped. The checkpoint "
-            f"of the last good epoch ({checkpoints.done_epochs}) is kept in "
-            f"{checkpoints.directory}: lower --learning-rate or check the data, then run the "
-            "same command to resume from it."
-        )
+    checkpoints.raise_if_stopped(nan_guard, "--learning-rate")
     scores = score(args.task, model, evaluation, args.batch_size)
 
     model_path = os.path.join(args.out, "model.keras")
