@@ -7,14 +7,18 @@ data the same way, from the same settings; every job picks its
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 import sys
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from training.settings import quote
 
 # The pretraining-data settings (a share of each job's SETTINGS table): each
 # name, its default and what it means (shown by --help).
@@ -171,10 +175,161 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that never overwrites the last good checkpoint with a NaN model."""
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.keeps(logs):
+            super().on_epoch_end(epoch, logs)
+
+    def keeps(self, logs):
+        """Whether the model at the end of an epoch with these `logs` is fit to keep."""
         if logs and not all(math.isfinite(v) for v in logs.values() if isinstance(v, float)):
+            return False
+        return not getattr(self.model, "_stopped_on_nan", False)
+
+
+def checkpoint_epoch(directory):
+    """The epochs done by the BackupAndRestore checkpoint in `directory` (0: none)."""
+    path = os.path.join(directory, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["epoch"]
+
+
+def _write_json(value, path):
+    with open(path + ".partial", "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1)
+    os.replace(path + ".partial", path)
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def random_states(model):
+    """The model's random-number generator states (dropout's seeds): not among its weights."""
+    kept = {id(v) for v in model.weights} | {id(v) for v in model.metrics_variables}
+    return [v for v in model.variables if id(v) not in kept]
+
+
+class EpochCheckpoints(SafeBackupAndRestore):
+    """Epoch checkpoints in `directory` that the same command, started again, resumes from.
+
+    BackupAndRestore keeps the model's weights with the optimizer's state,
+    and the epoch. Beside them, `run.json` holds `settings`: a checkpoint of
+    a run with other settings is refused (ValueError) rather than resumed;
+    and `epochs.json` holds each finished epoch's logs, training seconds and
+    the model's random-number generator states (dropout), which Keras leaves
+    out of the weights. So a resumed run goes on where the interrupted one
+    stopped (bit for bit, given the same data stream: `resume_data`), and
+    `history` and `seconds_per_epoch` cover every epoch. The files of an
+    epoch are written before Keras's, so that a kill between them leaves the
+    previous epoch's checkpoint whole. `remove` deletes the directory, once
+    the run's outputs are written.
+
+    `settings` must be JSON-able (others are compared by their text).
+    """
+
+    def __init__(self, directory, settings):
+        super().__init__(directory, save_freq="epoch", delete_checkpoint=False)
+        self.directory = directory
+        self.settings = json.loads(json.dumps(settings, default=str))
+        self._run_path = os.path.join(directory, "run.json")
+        self._epochs_path = os.path.join(directory, "epochs.json")
+        done = checkpoint_epoch(directory)
+        self.epochs = []
+        if done:
+            self._check_run()
+            self.epochs = _read_json(self._epochs_path)[:done]
+            if len(self.epochs) != done:
+                raise ValueError(f"{self._epochs_path} lists {len(self.epochs)} epoch(s), but "
+                                 f"the checkpoint is of epoch {done}: delete {directory} to "
+                                 "start afresh.")
+            print(f"Resuming from the checkpoint of epoch {done} in {directory}.", flush=True)
+
+    def _check_run(self):
+        if not os.path.exists(self._run_path):
+            raise ValueError(f"{self.directory} holds a checkpoint without run.json, not one "
+                             "of this job: delete it to start afresh.")
+        saved = _read_json(self._run_path)
+        changed = [f"{key} {quote(saved.get(key))} then, {quote(self.settings.get(key))} now"
+                   for key in sorted(set(saved) | set(self.settings))
+                   if saved.get(key) != self.settings.get(key)]
+        if changed:
+            raise ValueError(f"{self.directory} holds the checkpoint of another run ("
+                             f"{'; '.join(changed)}): run with its settings to resume it, "
+                             "or delete the directory to start afresh.")
+
+    @property
+    def done_epochs(self):
+        return len(self.epochs)
+
+    @property
+    def history(self):
+        """{name: [value per epoch]} of every finished epoch, resumed runs' included."""
+        names = dict.fromkeys(name for epoch in self.epochs for name in epoch["logs"])
+        return {name: [epoch["logs"].get(name) for epoch in self.epochs] for name in names}
+
+    @property
+    def seconds_per_epoch(self):
+        """Each finished epoch's training time (its evaluation excluded)."""
+        return [epoch["seconds"] for epoch in self.epochs]
+
+    def resume_data(self, stream, steps_per_epoch):
+        """`stream` past the finished epochs, for a `fit` reading `steps_per_epoch` per epoch.
+
+        `stream` is endless (e.g. a `repeat()` of the data set, which
+        reshuffles it each pass): `fit` reads it through one iterator, so its
+        order is the same however many iterators Keras makes of it, and what
+        follows the skipped batches is what the interrupted run would have read.
+        """
+        return stream.skip(self.done_epochs * steps_per_epoch)
+
+    def raise_if_stopped(self, nan_guard, learning_rate):
+        """Raises a FloatingPointError if `nan_guard` (a StopOnNaN) stopped the run.
+
+        `learning_rate` names how the user sets it, for the advice.
+        """
+        if nan_guard.step is not None:
+            raise FloatingPointError(
+                f"The loss became non-finite at step {nan_guard.step}; stopped. The checkpoint "
+                f"of the last good epoch ({self.done_epochs}) is kept in {self.directory}: "
+                f"lower {learning_rate} or check the data, then run the same command to "
+                "resume from it."
+            )
+
+    def remove(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.epochs:
+            states = self.epochs[-1]["random_states"]
+            variables = random_states(self.model)
+            if len(states) != len(variables):
+                raise ValueError(f"The checkpoint in {self.directory} has {len(states)} random "
+                                 f"generator state(s); the model {len(variables)}.")
+            for variable, state in zip(variables, states):
+                variable.assign(np.asarray(state, dtype=variable.dtype))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = self._last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_batch_end = time.perf_counter()
+        super().on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.keeps(logs):
             return
-        if getattr(self.model, "_stopped_on_nan", False):
-            return
+        os.makedirs(self.directory, exist_ok=True)
+        if not self.epochs:  # (Over a run.json left by a run killed before its first epoch.)
+            _write_json(self.settings, self._run_path)
+        self.epochs.append(dict(
+            logs={name: float(value) for name, value in (logs or {}).items()},
+            seconds=self._last_batch_end - self._started,
+            random_states=[np.asarray(v).tolist() for v in random_states(self.model)],
+        ))
+        _write_json(self.epochs, self._epochs_path)
         super().on_epoch_end(epoch, logs)
 
 

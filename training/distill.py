@@ -13,6 +13,13 @@ Every setting lives in the YAML config; command-line options override it.
 The output directory gets `student.keras` (the student alone: it needs
 nothing of the teacher; a task student carries its tokenizer), `vocab.txt`,
 `encoder.keras` (general mode), `metrics.json` and `curves.png`.
+
+Each epoch (general mode: each `log_every` steps) ends with a checkpoint in
+`OUT/checkpoints/`: the same command started again after an interruption
+resumes from it, and goes on as the uninterrupted run would have; a
+checkpoint of a run with other settings is refused. A non-finite loss stops
+the run and keeps the last good checkpoint. The directory is removed once
+the outputs are written.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 import types
 import warnings
 
@@ -39,9 +45,12 @@ SETTINGS = {
                     ".keras teacher, or the Hugging Face directory's)"),
     "lowercase": (True, "general mode, with `vocab`: lowercase text (uncased vocabulary)"),
     "student": ("from_teacher", "'from_teacher': a DistilBERT with the teacher's sizes that "
-                                "starts as `student_layers` of the teacher; or a preset name or "
-                                "mapping (as pretrain's `model`), randomly initialised with the "
-                                "teacher's vocabulary"),
+                                "starts as `student_layers` of the teacher; a .keras file of an "
+                                "encoder, a pretrainer or a task model (e.g. the encoder.keras "
+                                "of a general distillation), whose encoder the student starts "
+                                "as (its heads fresh; a pretrainer's MLM head kept in general "
+                                "mode); or a preset name or mapping (as pretrain's `model`), "
+                                "randomly initialised with the teacher's vocabulary"),
     "student_layers": (None, "from_teacher: the teacher layers (0-based) to copy, one per "
                              "student layer (default: every other one)"),
     "data": (None, "task mode: 'rotten_tomatoes' or a data file (as training.finetune reads "
@@ -77,6 +86,9 @@ SETTINGS = {
     "seed": (0, "seed of the data order, masking and initialisation"),
     "out": ("runs/distill", "output directory"),
 }
+
+# Settings that do not change what a run computes: a checkpoint resumes across them.
+UNCHECKED_ON_RESUME = ("out", "quiet", "strategy", "jit_compile")
 
 TASK_NAMES = {"SequenceClassifier": "classify", "TokenClassifier": "tag", "SpanExtractor": "qa"}
 
@@ -163,6 +175,8 @@ def make_student(settings, teacher, tokenizer):
         student = kbk.init_student_from_teacher(teacher, layers=settings["student_layers"])
     elif settings["student_layers"] is not None:
         raise ValueError("`student_layers` applies to `student: from_teacher` only.")
+    elif str(settings["student"]).endswith(".keras"):
+        student = student_from_file(str(settings["student"]), teacher, settings)
     else:
         max_length = teacher.encoder.config.max_sequence_length
         student = common.make_pretrainer(settings["student"], tokenizer.vocabulary_size(),
@@ -175,6 +189,29 @@ def make_student(settings, teacher, tokenizer):
     config.update(encoder=student, preprocessor=teacher.preprocessor,
                   name=f"student_{TASK_NAMES[type(teacher).__name__]}")
     return type(teacher)(**config)
+
+
+def student_from_file(path, teacher, settings):
+    """The student of `student: PATH.keras`: its encoder (task mode), or its pretrainer.
+
+    The Distiller checks the pair (vocabulary, widths for the cosine loss);
+    the positions the data needs are checked here.
+    """
+    from keras_bert_kit.models import Pretrainer, pretrainer_for
+    from keras_bert_kit.tasks import Task
+    from training import finetune
+
+    encoder, loaded = finetune.load_encoder(path, "student")
+    if isinstance(teacher, Task):
+        needed, what = teacher.preprocessor.sequence_length, "the teacher's preprocessor makes"
+    else:
+        needed, what = settings["max_seq_length"], "max_seq_length asks for"
+    if encoder.config.max_sequence_length < needed:
+        raise ValueError(f"student {path}: its encoder takes {encoder.config.max_sequence_length} "
+                         f"positions, fewer than the {needed} tokens per example {what}.")
+    if isinstance(teacher, Task):
+        return encoder
+    return loaded if isinstance(loaded, Pretrainer) else pretrainer_for(encoder)
 
 
 # -- data -----------------------------------------------------------------------------
@@ -212,8 +249,22 @@ def task_datasets(settings, teacher, task):
 
 
 def general_datasets(settings, tokenizer):
+    """(train stream, eval batches, train examples, eval examples), each masked in order.
+
+    The masker draws from one random generator; in tf.data's parallel map,
+    batches draw in whatever order their threads run, and no two runs mask
+    alike. On one thread the n-th batch gets the n-th draw, so a run masks
+    the same way every time, and a resumed run, skipping the batches read,
+    masks on as the interrupted one would have.
+    """
+    import tensorflow as tf
+
     documents = common.load_documents(settings["data"])
-    return common.make_datasets(settings, tokenizer, documents, settings["batch_size"])
+    train, evaluation, train_count, eval_count = common.make_datasets(
+        settings, tokenizer, documents, settings["batch_size"])
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    return train.with_options(options), evaluation.with_options(options), train_count, eval_count
 
 
 # -- the run --------------------------------------------------------------------------
@@ -230,6 +281,10 @@ def run(settings):
     if settings["precision"] != "float32":
         keras.mixed_precision.set_dtype_policy(settings["precision"])
     keras.utils.set_random_seed(settings["seed"])
+    checkpoints = common.EpochCheckpoints(
+        os.path.join(out, "checkpoints"),
+        {k: v for k, v in settings.items() if k not in UNCHECKED_ON_RESUME},
+    )
     strategy = common.make_strategy(settings["strategy"])
 
     with strategy.scope():
@@ -246,6 +301,8 @@ def run(settings):
     if task:
         train, evaluation, train_examples, eval_examples = task_datasets(settings, teacher, task)
         steps_per_epoch = int(train.cardinality())
+        # One stream, reshuffled each pass, that a resumed run reads on in.
+        train = train.repeat()
         epochs, train_count = settings["epochs"], len(train_examples)
         num_train_steps = steps_per_epoch * epochs
     else:
@@ -266,11 +323,12 @@ def run(settings):
           f"{train_count:,} training examples, {epochs} epoch(s) of {steps_per_epoch} steps.",
           flush=True)
 
-    started = time.perf_counter()
-    history = distiller.fit(train, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                            validation_data=evaluation, shuffle=False,  # shuffled already
-                            verbose=2 if settings["quiet"] else 1)
-    seconds = time.perf_counter() - started
+    nan_guard = common.StopOnNaN(steps_per_epoch)
+    distiller.fit(checkpoints.resume_data(train, steps_per_epoch), epochs=epochs,
+                  steps_per_epoch=steps_per_epoch, validation_data=evaluation,
+                  shuffle=False,  # shuffled already
+                  callbacks=[nan_guard, checkpoints], verbose=2 if settings["quiet"] else 1)
+    checkpoints.raise_if_stopped(nan_guard, "`learning_rate`")
 
     if task:
         scores = {role: finetune.score(task, model, eval_examples, settings["batch_size"])
@@ -285,12 +343,15 @@ def run(settings):
     if not task:
         student.encoder.save(os.path.join(out, "encoder.keras"))
     tokenizer.save_vocabulary(os.path.join(out, "vocab.txt"))
-    plot_curves(history.history, out, f"{mode}: {type(student).__name__} student")
+    plot_curves(checkpoints.history, out, f"{mode}: {type(student).__name__} student")
     write_metrics(dict(
         settings=settings, mode=mode, train_examples=train_count,
         teacher_parameters=teacher.count_params(), student_parameters=student.count_params(),
-        seconds=seconds, history=history.history, eval=scores,
+        seconds=sum(checkpoints.seconds_per_epoch),
+        seconds_per_epoch=checkpoints.seconds_per_epoch, history=checkpoints.history,
+        eval=scores,
     ), out)
+    checkpoints.remove()  # The run is finished: nothing to resume.
     for role, values in scores.items():
         print(f"{role}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()
                                       if isinstance(v, float)), flush=True)
@@ -299,7 +360,8 @@ def run(settings):
 
 
 def main(argv=None):
-    return run_job(run, parse_args(argv))
+    return run_job(run, parse_args(argv),
+                   errors=(ValueError, FileNotFoundError, FloatingPointError))
 
 
 if __name__ == "__main__":

@@ -9,86 +9,124 @@ pretrainer or a fine-tuned task model) or a preset name (random weights).
 `rotten_tomatoes`. Without `--eval-data`, `--validation-split` of the data is
 held out. The output directory gets `model.keras` (the fine-tuned task model,
 tokenizer included), `vocab.txt`, `metrics.json` and `curves.png`.
+
+Each epoch ends with a checkpoint in `OUT/checkpoints/`: the same command
+started again after an interruption resumes from it, and goes on as the
+uninterrupted run would have; a checkpoint of a run with other settings is
+refused. A non-finite loss stops the run and keeps the last good
+checkpoint. The directory is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
 import warnings
 
 import keras
 import numpy as np
 
-from training.settings import ArgumentParser, report_error
+from training.settings import ArgumentParser, run_job
 
 TASKS = ("classify", "tag", "qa")
 BUILT_IN_DATA = {"rotten_tomatoes": "classify"}
 
 
 def parse_args(argv=None):
+    # Each help states its default once: "%(default)s" where argparse's default is the
+    # default, words where the default depends on other options.
     parser = ArgumentParser(
         prog="python -m training.finetune",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--task", required=True, choices=TASKS, help="what to fine-tune for")
+    parser.add_argument("--task", required=True, choices=TASKS,
+                        help="what to fine-tune for (required)")
     parser.add_argument("--data", required=True,
-                        help="training data: a file, or the built-in 'rotten_tomatoes'")
+                        help="training data: a file, or the built-in 'rotten_tomatoes' (required)")
     parser.add_argument("--init", required=True,
-                        help="Hugging Face model directory, .keras file, or preset name")
-    parser.add_argument("--out", required=True, help="output directory (created if needed)")
-    parser.add_argument("--eval-data", help="evaluation data (same format as --data)")
+                        help="Hugging Face model directory, .keras file, or preset name "
+                        "(required)")
+    parser.add_argument("--out", required=True,
+                        help="output directory, created if needed; an unfinished run's epoch "
+                        "checkpoints in OUT/checkpoints are resumed from (required)")
+    parser.add_argument("--eval-data", help="evaluation data, same format as --data (default: "
+                        "Rotten Tomatoes' test split, or --validation-split of --data)")
     parser.add_argument("--validation-split", type=float, default=0.1,
-                        help="share of --data held out for evaluation when --eval-data is absent")
+                        help="share of --data held out for evaluation when --eval-data is "
+                        "absent (default: %(default)s)")
     parser.add_argument("--vocab", help="vocab.txt, when --init does not come with one "
-                        "(default for presets: the standard uncased BERT vocabulary)")
+                        "(default: the one of --init; for a preset, the standard uncased "
+                        "BERT vocabulary)")
     parser.add_argument("--cased", action="store_true",
-                        help="with --vocab or a preset: keep case (a cased vocabulary)")
+                        help="with --vocab or a preset: keep case, a cased vocabulary "
+                        "(default: uncased)")
 
     columns = parser.add_argument_group("data columns (CSV columns / JSON Lines keys)")
-    columns.add_argument("--text-column", default="text", help="classify: the text")
-    columns.add_argument("--text-pair-column", help="classify: the second text of a pair")
-    columns.add_argument("--label-column", default="label", help="classify: the label")
-    columns.add_argument("--words-column", default="tokens", help="tag: the words")
-    columns.add_argument("--tags-column", default="tags", help="tag: the tags")
-    columns.add_argument("--question-column", default="question", help="qa: the question")
-    columns.add_argument("--context-column", default="context", help="qa: the context")
+    columns.add_argument("--text-column", default="text",
+                         help="classify: the text (default: %(default)s)")
+    columns.add_argument("--text-pair-column",
+                         help="classify: the second text of a pair (default: none, single "
+                         "texts)")
+    columns.add_argument("--label-column", default="label",
+                         help="classify: the label (default: %(default)s)")
+    columns.add_argument("--words-column", default="tokens",
+                         help="tag: the words (default: %(default)s)")
+    columns.add_argument("--tags-column", default="tags",
+                         help="tag: the tags (default: %(default)s)")
+    columns.add_argument("--question-column", default="question",
+                         help="qa: the question (default: %(default)s)")
+    columns.add_argument("--context-column", default="context",
+                         help="qa: the context (default: %(default)s)")
     columns.add_argument("--answers-column", default="answers",
-                         help="qa: answers (JSON Lines), or the answer text column (CSV)")
+                         help="qa: answers (JSON Lines), or the answer text column (CSV) "
+                         "(default: %(default)s)")
     columns.add_argument("--answer-start-column", default="answer_start",
-                         help="qa, CSV: the answer's character offset in the context")
+                         help="qa, CSV: the answer's character offset in the context "
+                         "(default: %(default)s)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--sequence-length", type=int, default=None,
                        help="tokens per example (default: 128; 384 for qa)")
     model.add_argument("--stride", type=int, default=128,
-                       help="qa: tokens of overlap between windows of a long context")
+                       help="qa: tokens of overlap between windows of a long context "
+                       "(default: %(default)s)")
     model.add_argument("--max-question-length", type=int, default=None,
                        help="qa: questions are cut to this many tokens "
                        "(default: 64, at most half of --sequence-length)")
     model.add_argument("--pooling", choices=("cls", "mean"), default="cls",
-                       help="classify: [CLS] pooling or mean over tokens")
-    model.add_argument("--dropout", type=float, default=0.1, help="dropout before the head")
+                       help="classify: [CLS] pooling or mean over tokens (default: "
+                       "%(default)s)")
+    model.add_argument("--dropout", type=float, default=0.1,
+                       help="dropout before the head (default: %(default)s)")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=int, default=3)
-    training.add_argument("--batch-size", type=int, default=32)
-    training.add_argument("--learning-rate", type=float, default=5e-5)
+    training.add_argument("--epochs", type=int, default=3,
+                          help="passes over the training data (default: %(default)s)")
+    training.add_argument("--batch-size", type=int, default=32,
+                          help="examples per step (default: %(default)s)")
+    training.add_argument("--learning-rate", type=float, default=5e-5,
+                          help="peak learning rate (default: %(default)s)")
     training.add_argument("--warmup-fraction", type=float, default=0.1,
-                          help="share of the steps spent warming up, then linear decay")
-    training.add_argument("--weight-decay", type=float, default=0.01)
+                          help="share of the steps spent warming up, then linear decay "
+                          "(default: %(default)s)")
+    training.add_argument("--weight-decay", type=float, default=0.01,
+                          help="AdamW weight decay, not on LayerNorm and biases "
+                          "(default: %(default)s)")
     training.add_argument("--clipnorm", type=float, default=1.0,
-                          help="global gradient-norm clipping (0 disables)")
+                          help="global gradient-norm clipping, 0 disables "
+                          "(default: %(default)s)")
     training.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-                          default="float32")
+                          default="float32",
+                          help="float32, mixed_bfloat16 (CPU) or mixed_float16 (GPU) "
+                          "(default: %(default)s)")
     training.add_argument("--max-examples", type=int,
-                          help="use only the first N training examples (quick runs)")
-    training.add_argument("--seed", type=int, default=0)
+                          help="use only the first N training examples, for quick runs "
+                          "(default: all)")
+    training.add_argument("--seed", type=int, default=0,
+                          help="seed of the data split, shuffling and initialisation "
+                          "(default: %(default)s)")
     training.add_argument("--quiet", action="store_true",
-                          help="one line per epoch instead of a progress bar")
+                          help="one line per epoch instead of a progress bar (default: off)")
     args = parser.parse_args(argv)
 
     if args.data in BUILT_IN_DATA and BUILT_IN_DATA[args.data] != args.task:
@@ -108,6 +146,25 @@ def parse_args(argv=None):
 # -- model and vocabulary -----------------------------------------------------------
 
 
+def load_encoder(path, name):
+    """(encoder, loaded model) of a .keras file of an encoder, a pretrainer or a task model.
+
+    `name` names the setting in errors.
+    """
+    import keras_bert_kit as kbk
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name} {path}: no such file.")
+    loaded = keras.saving.load_model(path)
+    encoder = getattr(loaded, "encoder", loaded)
+    if not isinstance(encoder, (kbk.BertEncoder, kbk.DistilBertEncoder)):
+        raise ValueError(
+            f"{name} {path} holds a {type(loaded).__name__}; expected an encoder, a "
+            "pretrainer or a fine-tuned task model."
+        )
+    return encoder, loaded
+
+
 def resolve_init(init, vocab, cased):
     """(encoder, tokenizer) for `--init`."""
     import keras_bert_kit as kbk
@@ -123,15 +180,7 @@ def resolve_init(init, vocab, cased):
                      else kbk.preprocessor_from_huggingface(init).tokenizer)
         return encoder, tokenizer
     if init.endswith(".keras"):
-        if not os.path.isfile(init):
-            raise FileNotFoundError(f"--init {init}: no such file.")
-        loaded = keras.saving.load_model(init)
-        encoder = getattr(loaded, "encoder", loaded)
-        if not isinstance(encoder, (kbk.BertEncoder, kbk.DistilBertEncoder)):
-            raise ValueError(
-                f"--init {init} holds a {type(loaded).__name__}; expected an encoder, a "
-                "pretrainer or a fine-tuned task model."
-            )
+        encoder, loaded = load_encoder(init, "--init")
         preprocessor = getattr(loaded, "preprocessor", None)
         if vocab:
             tokenizer = tokenizer_from(vocab)
@@ -304,28 +353,21 @@ def score(task, model, data, batch_size):
     return metrics.squad_scores([a["text"] for a in answers], references)
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each training epoch (evaluation on the held-out data excluded)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._last = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(self._last - self._start)
+# Settings that do not change what a run computes: a checkpoint resumes across them.
+UNCHECKED_ON_RESUME = ("out", "quiet")
 
 
 def run(args):
+    from training.common import EpochCheckpoints, StopOnNaN
+
     if args.precision != "float32":
         keras.mixed_precision.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
+    checkpoints = EpochCheckpoints(
+        os.path.join(args.out, "checkpoints"),
+        {k: v for k, v in vars(args).items() if k not in UNCHECKED_ON_RESUME},
+    )
 
     train, evaluation = split_data(args.task, args)
     encoder, tokenizer = resolve_init(args.init, args.vocab, args.cased)
@@ -339,17 +381,22 @@ def run(args):
     print(f"Fine-tuning {type(encoder).__name__} ({encoder.count_params():,} parameters) for "
           f"{args.task} on {len(train):,} examples; evaluating on {len(evaluation):,}.")
     x, y = fit_arguments(args.task, train)
-    timer = EpochTimer()
-    history = model.fit(
-        x,
-        y,
+    # The batches are made here, not by `fit`, as one stream reshuffled each
+    # pass: a resumed run reads on from where the interrupted one stopped.
+    batches = model.preprocessor.dataset(x, y, batch_size=args.batch_size, shuffle=True,
+                                         seed=args.seed)
+    steps_per_epoch = int(batches.cardinality())
+    nan_guard = StopOnNaN(steps_per_epoch)
+    model.fit(
+        checkpoints.resume_data(batches.repeat(), steps_per_epoch),
+        steps_per_epoch=steps_per_epoch,
         validation_data=fit_arguments(args.task, evaluation),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
-        callbacks=[timer],
+        callbacks=[nan_guard, checkpoints],
         verbose=2 if args.quiet else 1,
     )
+    checkpoints.raise_if_stopped(nan_guard, "--learning-rate")
     scores = score(args.task, model, evaluation, args.batch_size)
 
     model_path = os.path.join(args.out, "model.keras")
@@ -357,7 +404,8 @@ def run(args):
     tokenizer.save_vocabulary(os.path.join(args.out, "vocab.txt"))
     from training.reporting import plot_curves, write_metrics
 
-    plot_curves(history.history, args.out, f"{args.task}: {os.path.basename(str(args.init))}")
+    plot_curves(checkpoints.history, args.out,
+                f"{args.task}: {os.path.basename(str(args.init))}")
     write_metrics(
         dict(
             task=args.task,
@@ -367,13 +415,14 @@ def run(args):
             train_examples=len(train),
             eval_examples=len(evaluation),
             parameters=encoder.count_params(),
-            seconds_per_epoch=timer.seconds,
-            history=history.history,
+            seconds_per_epoch=checkpoints.seconds_per_epoch,
+            history=checkpoints.history,
             eval=scores,
             arguments=vars(args),
         ),
         args.out,
     )
+    checkpoints.remove()  # The run is finished: nothing to resume.
     summary = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if isinstance(v, float))
     print(f"Evaluation: {summary}")
     print(f"Wrote {model_path}, vocab.txt, metrics.json and curves.png to {args.out}")
@@ -381,14 +430,9 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as e:
-        # Data and argument problems are the user's to fix: say what, not a traceback.
-        report_error(e)
-        return 2
-    return 0
+    # Data and argument problems are the user's to fix: say what, not a traceback.
+    return run_job(run, parse_args(argv),
+                   errors=(ValueError, FileNotFoundError, FloatingPointError))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """training.finetune: smoke runs of each task on a few rows, outputs, and data errors."""
 
 import json
+import re
 
 import keras
+import numpy as np
 import pytest
 
 from training import finetune
+
+
 
 def run(tmp_path, *extra):
     out = tmp_path / "out"
@@ -30,18 +34,50 @@ def test_each_task_runs_and_writes_its_outputs(tmp_path, data_dir, task, file, m
     assert len(metrics["history"]["loss"]) == 1 and len(metrics["seconds_per_epoch"]) == 1
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert len((out / "vocab.txt").read_text().splitlines()) == 30522
+    assert not (out / "checkpoints").exists()  # finished: nothing to resume
     model = keras.saving.load_model(str(out / "model.keras"))
     assert model.preprocessor is not None
 
 
-def test_help_documents_every_option(capsys):
+REQUIRED = ["--task", "classify", "--data", "x.csv", "--init", "bert_tiny", "--out", "x"]
+
+
+def help_entries(text):
+    """{option: its help, on one line} of argparse's --help text."""
+    entries, option = {}, None
+    for line in text.splitlines():
+        match = re.match(r"  (-\w, )?(--[\w-]+)(?: \S+)?(?:  +(.*))?$", line)
+        if match:
+            option = match.group(2)
+            entries[option] = match.group(3) or ""
+        elif option and line.startswith("    "):
+            # A wrapped line; argparse breaks "--eval-\ndata" after its hyphen.
+            joiner = "" if entries[option].endswith("-") else " "
+            entries[option] = (entries[option] + joiner + line.strip()).strip()
+        else:
+            option = None
+    return entries
+
+
+def test_help_gives_every_option_a_help_and_its_default_once(capsys):
     with pytest.raises(SystemExit) as exit_info:
         finetune.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--task", "--data", "--init", "--out", "--eval-data", "--learning-rate",
-                   "--warmup-fraction", "--sequence-length", "--stride", "--text-column"):
-        assert option in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    entries = help_entries(text)
+    options = {"--" + name.replace("_", "-") for name in vars(finetune.parse_args(REQUIRED))}
+    assert options <= set(entries), options - set(entries)
+    for option in options:
+        words = entries[option]
+        assert words, f"{option} has no help"
+        if option in REQUIRED:
+            assert "(required)" in words and "default" not in words, (option, words)
+        else:
+            assert words.count("(default") == 1, (option, words)
+    assert entries["--epochs"].endswith("(default: 3)")
+    assert entries["--learning-rate"].endswith("(default: 5e-05)")
+    assert entries["--precision"].endswith("(default: float32)")
 
 
 def test_data_errors_name_file_line_and_column(tmp_path, data_dir, capsys):
@@ -103,3 +139,88 @@ def test_init_weights_of_other_shapes_than_the_config_are_one_error_line(
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: ") and "intermediate" in lines[0]
     assert not (out / "model.keras").exists()
+
+
+# -- epoch checkpoints and resume ---------------------------------------------------
+
+
+def save_tiny_encoder(directory, data_dir):
+    """A tiny BERT (dropout on) as `encoder.keras`, with a vocab.txt of the test data's words."""
+    import keras_bert_kit as kbk
+    from keras_bert_kit.tokenization import standard_reserved_tokens
+    from tests.conftest import tiny_bert_config
+
+    text = " ".join(path.read_text() for path in sorted(data_dir.iterdir()))
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", text.lower())))
+    vocab = standard_reserved_tokens(0) + words
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    encoder = kbk.models.encoder_from_config(tiny_bert_config(vocab_size=len(vocab)))
+    encoder.save(str(directory / "encoder.keras"))
+    return directory / "encoder.keras"
+
+
+@pytest.fixture(scope="module")
+def tiny_init(tmp_path_factory, data_dir):
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_init"), data_dir)
+
+
+def poison_second_epoch(monkeypatch):
+    """Makes the model's weights NaN as its second epoch begins."""
+    from training.common import EpochCheckpoints
+
+    begin = EpochCheckpoints.on_epoch_begin
+
+    def poison_then_begin(self, epoch, logs=None):
+        if epoch == 1:
+            for variable in self.model.trainable_variables:
+                variable.assign(variable * float("nan"))
+        begin(self, epoch, logs)
+
+    monkeypatch.setattr(EpochCheckpoints, "on_epoch_begin", poison_then_begin)
+
+
+def trained_weights(out):
+    keras.backend.clear_session()
+    return keras.saving.load_model(str(out / "model.keras")).get_weights()
+
+
+def test_a_run_stopped_by_a_nan_resumes_from_its_last_good_epoch_as_if_uninterrupted(
+        tmp_path, data_dir, tiny_init, monkeypatch, capsys):
+    options = ["--task", "classify", "--data", str(data_dir / "cls.csv"), "--init",
+               str(tiny_init), "--epochs", "2", "--validation-split", "0.34",
+               "--learning-rate", "1e-3"]
+    code, whole = run(tmp_path / "whole", *options)
+    assert code == 0 and not (whole / "checkpoints").exists()
+
+    resumed = tmp_path / "resumed"
+    checkpoints = resumed / "out" / "checkpoints"
+    with monkeypatch.context() as patch:
+        poison_second_epoch(patch)
+        capsys.readouterr()
+        code, out = run(resumed, *options)
+    error = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(error) == 1
+    assert error[0].startswith("error: The loss became non-finite at step 2; stopped. The "
+                               f"checkpoint of the last good epoch (1) is kept in {checkpoints}")
+    assert json.loads((checkpoints / "training_metadata.json").read_text())["epoch"] == 1
+    assert len(json.loads((checkpoints / "epochs.json").read_text())) == 1
+    assert not (out / "model.keras").exists()
+
+    code, _ = run(resumed, *options, "--learning-rate", "2e-3")
+    error = capsys.readouterr().err
+    assert code == 2 and f"{checkpoints} holds the checkpoint of another run (learning_rate " \
+        "0.001 then, 0.002 now)" in error
+
+    code, out = run(resumed, *options)
+    assert code == 0
+    assert f"Resuming from the checkpoint of epoch 1 in {checkpoints}." in capsys.readouterr().out
+    assert not checkpoints.exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = json.loads((whole / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 2 and len(metrics["seconds_per_epoch"]) == 2
+    # The same data order, dropout masks, optimizer state and schedule: the same run.
+    assert metrics["history"] == expected["history"]
+    assert metrics["eval"] == expected["eval"]
+    for resumed_weight, whole_weight in zip(trained_weights(out), trained_weights(whole),
+                                            strict=True):
+        np.testing.assert_array_equal(resumed_weight, whole_weight)
