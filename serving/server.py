@@ -26,6 +26,7 @@ from serving import config as config_files
 from serving.config import ModelConfig
 from serving.core import ServingCore
 from serving.grpc_api import add_services
+from training.settings import program_name
 
 log = logging.getLogger("serving")
 
@@ -239,7 +240,7 @@ class ModelServer:
 def parse_args(argv=None) -> ServerOptions:
     defaults = ServerOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m serving.server",
+        prog=program_name("serving.server"),
         description="A TF Serving-compatible model server (gRPC and REST) for development "
         "and tests. Flags are tensorflow_model_server's.",
     )

@@ -36,7 +36,7 @@ from keras_bert_kit.distillation.distiller import check_temperature
 from keras_bert_kit.models.pretrainers import check_loss_weight
 from keras_bert_kit.validation import check_number
 from training import common
-from training.settings import check_positive_ints, parse_settings, run_job
+from training.settings import check_positive_ints, parse_settings, program_name, run_job
 
 SETTINGS = {
     "teacher": (None, "the teacher: a fine-tuned task model .keras (task distillation), or a "
@@ -94,7 +94,7 @@ TASK_NAMES = {"SequenceClassifier": "classify", "TokenClassifier": "tag", "SpanE
 
 
 def parse_args(argv=None):
-    return parse_settings("python -m training.distill", __doc__.split("\n\n")[0], SETTINGS,
+    return parse_settings(program_name("training.distill"), __doc__.split("\n\n")[0], SETTINGS,
                           _check_settings, argv)
 
 

@@ -50,7 +50,7 @@ import sys
 import time
 import zipfile
 
-from training.settings import ArgumentParser, run_job
+from training.settings import ArgumentParser, program_name, run_job
 
 SERVING_IMAGE = "tensorflow/serving:2.20.0"
 MEGABYTE = 2**20
@@ -81,7 +81,7 @@ BUILT_IN_QUESTIONS = (
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        prog="python -m training.export",
+        prog=program_name("training.export"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the example as laid out
     )

@@ -26,7 +26,7 @@ import warnings
 import keras
 import numpy as np
 
-from training.settings import ArgumentParser, run_job
+from training.settings import ArgumentParser, program_name, run_job
 
 TASKS = ("classify", "tag", "qa")
 BUILT_IN_DATA = {"rotten_tomatoes": "classify"}
@@ -36,7 +36,7 @@ def parse_args(argv=None):
     # Each help states its default once: "%(default)s" where argparse's default is the
     # default, words where the default depends on other options.
     parser = ArgumentParser(
-        prog="python -m training.finetune",
+        prog=program_name("training.finetune"),
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--task", required=True, choices=TASKS,

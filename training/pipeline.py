@@ -35,7 +35,13 @@ import time
 import urllib.request
 import warnings
 
-from training.settings import ArgumentParser, check_positive_ints, parse_settings, run_job
+from training.settings import (
+    ArgumentParser,
+    check_positive_ints,
+    parse_settings,
+    program_name,
+    run_job,
+)
 from training.stages import (
     ProgressBar,
     Stage,
@@ -116,7 +122,9 @@ RECIPE = {
 FULL_RECIPE = {"finetune_epochs": 3, "distill_epochs": 3, "scratch_steps": 2000,
                "general_distill_steps": 1000}
 # Settings that say what runs, not how: the rest is the recipe.
-RUN_SETTINGS = ("teacher", "data", "out", "quiet", "full", "force")
+RUN_FLAGS = {"full": "the full recipe: 3 epochs of fine-tuning and of distillation",
+             "force": "run every stage again, finished or not"}
+RUN_SETTINGS = ("teacher", "data", "out", "quiet", *RUN_FLAGS)
 TEACHER_CHOICES = ("minilm", "scratch")
 DATA_EXTENSIONS = (".csv", ".tsv", ".jsonl")
 
@@ -141,11 +149,9 @@ def parse_args(argv=None):
     flags = ArgumentParser(add_help=False, allow_abbrev=False)
     flags.add_argument("--full", action="store_true")
     flags.add_argument("--force", action="store_true")
-    known, rest = flags.parse_known_args(argv)
-    settings = parse_settings("python -m training.pipeline", __doc__, recipe_spec(known.full),
-                              check_settings, rest)
-    settings.update(full=known.full, force=known.force)
-    return settings
+    known, _ = flags.parse_known_args(argv)
+    return parse_settings(program_name("training.pipeline"), __doc__, recipe_spec(known.full),
+                          check_settings, argv, flags=RUN_FLAGS)
 
 
 def check_teacher(teacher):
@@ -361,7 +367,8 @@ class Pipeline:
             stages.append(Stage(
                 "general_distill", "general (MLM) distillation of a student on the news corpus",
                 self.general_distill,
-                {**teacher_settings, "general_distill_steps": s["general_distill_steps"]},
+                {**teacher_settings, "general_distill_steps": s["general_distill_steps"],
+                 "student_layers": s["student_layers"]},
                 upstream=("teacher",)))
             distill_upstream += ("general_distill",)
         stages += [
@@ -509,7 +516,7 @@ class Pipeline:
         settings = self.distill_settings({
             **GENERAL_DISTILLATION, "teacher": os.path.join(teacher_dir, "pretrainer.keras"),
             "data": context.records["teacher"]["result"]["corpus"], "student": "from_teacher",
-            "max_seq_length": s["scratch_sequence_length"], "steps": steps,
+            "student_layers": s["student_layers"], "max_seq_length": s["scratch_sequence_length"], "steps": steps,
             "log_every": max(1, steps // STEP_JOB_EPOCHS), "batch_size": s["scratch_batch_size"],
             "seed": s["seed"], "out": context.work_dir})
         distill.run(settings)
@@ -524,11 +531,13 @@ class Pipeline:
         s = self.settings
         depth = context.records["teacher"]["result"]["layers"]
         layers = s["student_layers"] or default_teacher_layers(depth, max(1, depth // 2))
-        # TODO(jobs helper): with --teacher scratch, start the task student from the
-        # general-distilled student (distill's `student: PATH.keras`) once it lands.
+        # A scratch teacher's student was made of the same layers and distilled on the
+        # corpus first (general_distill): task distillation starts from that student.
+        student = ({"student": os.path.join(stage_dir(self.out, "general_distill"),
+                                            "encoder.keras"), "student_layers": None}
+                   if self.scratch else {"student": "from_teacher", "student_layers": layers})
         settings = self.distill_settings({
-            "teacher": self.model_path("teacher"), "student": "from_teacher",
-            "student_layers": layers, "data": self.data,
+            "teacher": self.model_path("teacher"), **student, "data": self.data,
             "validation_split": s["test_split"],
             "columns": {"text_column": s["text_column"], "label_column": s["label_column"]},
             "max_examples": s["max_examples"], "temperature": s["temperature"],

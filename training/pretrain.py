@@ -37,7 +37,7 @@ from training.common import (
     make_tokenizer,
     resolve_xla,
 )
-from training.settings import check_positive_ints, parse_settings, run_job
+from training.settings import check_positive_ints, parse_settings, program_name, run_job
 
 # Every setting, its default and what it means (shown by --help).
 SETTINGS = {
@@ -73,7 +73,7 @@ SETTINGS = {
 
 
 def parse_args(argv=None):
-    return parse_settings("python -m training.pretrain", __doc__.split("\n\n")[0], SETTINGS,
+    return parse_settings(program_name("training.pretrain"), __doc__.split("\n\n")[0], SETTINGS,
                           _check_settings, argv)
 
 

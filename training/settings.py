@@ -69,6 +69,13 @@ def report_error(error):
     print(f"error: {one_line(error)}", file=sys.stderr)
 
 
+def program_name(module):
+    """How the user started the job, for its usage line: `kbk-...` (a console script), or
+    `python -m module`."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return invoked if invoked.startswith("kbk-") else f"python -m {module}"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, whose errors are one `error: ...` line on stderr (exit status 2)."""
 
@@ -217,7 +224,7 @@ def config_path(name):
                      f"(shipped: {', '.join(shipped_configs())}).")
 
 
-def parse_settings(prog, description, spec, check, argv=None):
+def parse_settings(prog, description, spec, check, argv=None, flags=None):
     """The settings dict of a job: defaults, then `--config` YAML, then options.
 
     Args:
@@ -227,6 +234,8 @@ def parse_settings(prog, description, spec, check, argv=None):
         check: called with the settings; a `ValueError` from it becomes a
             usage error (exit status 2, its message on one line).
         argv: the arguments (default: `sys.argv[1:]`).
+        flags: {name: help} of on/off options (`--name`), not settings of the
+            config file: `settings[name]` is True when given.
 
     `--quiet` (one line per logged epoch) is added as `settings["quiet"]`.
     A problem with the config file or an option (see the module docstring)
@@ -245,6 +254,8 @@ def parse_settings(prog, description, spec, check, argv=None):
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
                             help=f"{help_} (default: {default})")
     parser.add_argument("--quiet", action="store_true", help="one line per logged epoch")
+    for name, help_ in (flags or {}).items():
+        parser.add_argument(f"--{name}", action="store_true", help=help_)
     args = parser.parse_args(argv)
     settings = {key: default for key, (default, _) in spec.items()}
     try:
@@ -262,6 +273,7 @@ def parse_settings(prog, description, spec, check, argv=None):
             if value is not None:
                 settings[key] = parse_value(value, f"--{key.replace('_', '-')}")
         settings["quiet"] = args.quiet
+        settings.update({name: getattr(args, name) for name in flags or {}})
         check(settings)
     except ValueError as e:
         parser.error(str(e))
