@@ -355,6 +355,8 @@ class Pipeline:
         measure = {key: s[key] for key in ("max_test_examples", "latency_calls", "batch_size")}
         layers = "every other teacher layer" if s["student_layers"] is None else \
             f"teacher layers {s['student_layers']}"
+        if self.scratch:
+            layers = f"{layers}, distilled on the corpus"
         stages = [
             Stage("teacher", self.teacher_title(), self.build_teacher, teacher_settings),
             Stage("finetune", f"fine-tuning the teacher on {self.data_name()} "
