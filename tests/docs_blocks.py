@@ -103,18 +103,31 @@ def relative_links(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def save_tiny_classifier(path: str, vocab_path: str | None = None) -> None:
+# The stand-ins below share one size (TINY), so that the pages' training steps run the same
+# XLA kernel shapes, compiled once per process. Only the depth differs: tracing a training
+# step costs about a second a layer, so a stand-in has as few layers as its page needs (a teacher
+# 5, for students made of its layers 0, 2 and 4).
+TINY = dict(hidden_size=32, num_heads=4, intermediate_size=64, max_sequence_length=128)
+
+
+def tiny_bert_encoder(num_layers: int):
+    """A small, randomly initialised BertEncoder of the uncased vocabulary's size."""
+    import keras_bert_kit as kbk
+    from keras_bert_kit.assets import bert_uncased_vocab_path
+
+    tokenizer = kbk.BertTokenizer(bert_uncased_vocab_path())
+    return kbk.BertEncoder(kbk.BertConfig(vocab_size=tokenizer.vocabulary_size(),
+                                          num_layers=num_layers, **TINY)), tokenizer
+
+
+def save_tiny_classifier(path: str, num_layers: int = 5) -> None:
     """A small, untrained Rotten Tomatoes classifier saved at `path`, for a page's setup.
 
     It stands for the fine-tuned classifier a reader has made by then (docs/fine-tuning.md).
     """
     import keras_bert_kit as kbk
-    from keras_bert_kit.assets import bert_uncased_vocab_path
 
-    tokenizer = kbk.BertTokenizer(vocab_path or bert_uncased_vocab_path())
-    encoder = kbk.BertEncoder(kbk.BertConfig(vocab_size=tokenizer.vocabulary_size(),
-                                             hidden_size=32, num_layers=6, num_heads=4,
-                                             intermediate_size=64, max_sequence_length=128))
+    encoder, tokenizer = tiny_bert_encoder(num_layers)
     classifier = kbk.SequenceClassifier(
         encoder, num_classes=2, label_names=["rotten", "fresh"],
         preprocessor=kbk.SequenceClassifierPreprocessor(tokenizer, sequence_length=128))
@@ -126,12 +139,31 @@ def save_tiny_pretrainer(out_dir: str) -> None:
     import os
 
     import keras_bert_kit as kbk
-    from keras_bert_kit.assets import bert_uncased_vocab_path
 
-    tokenizer = kbk.BertTokenizer(bert_uncased_vocab_path())
-    encoder = kbk.BertEncoder(kbk.BertConfig(vocab_size=tokenizer.vocabulary_size(),
-                                             hidden_size=32, num_layers=4, num_heads=4,
-                                             intermediate_size=64, max_sequence_length=128))
+    encoder, tokenizer = tiny_bert_encoder(4)  # layer_map pairs its layers 2 and 4
     os.makedirs(out_dir, exist_ok=True)
     kbk.BertPretrainer(encoder).save(os.path.join(out_dir, "pretrainer.keras"))
     tokenizer.save_vocabulary(os.path.join(out_dir, "vocab.txt"))
+
+
+_tiny_hf_dirs: dict[int, str] = {}
+
+
+def tiny_hf_dir(num_layers: int = 2) -> str:
+    """A Hugging Face BERT directory (config, safetensors, uncased vocabulary) of a tiny random
+    encoder, standing for all-MiniLM-L6-v2 where a page only needs an encoder to start from.
+
+    Written once per process and depth, in a temporary directory removed at exit.
+    """
+    if num_layers not in _tiny_hf_dirs:
+        import atexit
+        import shutil
+        import tempfile
+
+        import keras_bert_kit as kbk
+
+        directory = tempfile.mkdtemp(prefix="docs_tiny_hf_")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        encoder, tokenizer = tiny_bert_encoder(num_layers)
+        _tiny_hf_dirs[num_layers] = kbk.to_huggingface(encoder, directory, tokenizer=tokenizer)
+    return _tiny_hf_dirs[num_layers]

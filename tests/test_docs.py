@@ -11,7 +11,8 @@ How a page is run (one test item per page):
   `docs-test:` comment on a line that is not an assignment fails the page.
 - `<!-- docs-test-setup: PYTHON -->` (an HTML comment, not rendered) at the start of a line holds
   Python run before the page's first block, for what a reader has already (a fine-tuned model at the
-  path a block loads, a data file).
+  path a block loads, a data file). Its stand-ins come from tests/docs_blocks.py, tiny and of
+  one size (`path = minilm_model_dir()  # docs-test: tiny_hf_dir()` for a checkpoint directory).
 - A block that cannot run on a CI machine (a multi-host cluster, a GPU, a long job) is
   preceded by `<!-- docs-test: skip: REASON -->`. Skipped blocks need a reason and stay few:
   at most MAX_SKIPPED in all.
