@@ -47,7 +47,8 @@ def is_chief(strategy=None):
     return worker_index(strategy) == 0
 
 
-class MultiWorkerFitMixin(keras_internals.LocalReplicaSymbolicBuild):
+class MultiWorkerFitMixin(keras_internals.LocalReplicaSymbolicBuild,
+                          keras_internals.OptimizerBuiltBeforeTracing):
     """Lets a `keras.Model` subclass `fit`/`evaluate` under multi-worker strategies.
 
     Put it before `keras.Model` in the bases. The build before the first step

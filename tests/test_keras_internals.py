@@ -181,3 +181,29 @@ def test_calibrate_with_custom_ops_lets_int8_calibration_run_tensorflow_text_ker
     assert converter.convert(), (
         "Keras internals changed: the TFLite calibrator no longer runs the custom ops "
         "registered through TargetSpec._experimental_custom_op_registerers.")
+
+
+def test_the_first_fit_traces_the_train_step_once():
+    from keras_bert_kit.keras_internals import OptimizerBuiltBeforeTracing
+
+    class Plain(keras.Model):
+        traces = 0
+
+        def train_step(self, data):
+            self.traces += 1  # Python runs once per trace of the step
+            return super().train_step(data)
+
+    class Prebuilt(OptimizerBuiltBeforeTracing, Plain):
+        pass
+
+    def traces(model_class):
+        inputs = keras.Input((4,))
+        model = model_class(inputs, keras.layers.Dense(2)(inputs))
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(np.ones((8, 4)), np.zeros((8, 2)), epochs=1, batch_size=8, verbose=0)
+        return model.traces
+
+    # Keras 3.15 traces twice when the optimizer builds inside the first trace; if a
+    # release stops doing that, the mixin can go.
+    assert traces(Plain) == 2
+    assert traces(Prebuilt) == 1
