@@ -140,12 +140,14 @@ class OptimizerBuiltBeforeTracing:
     creates its variables; a `tf.function` that creates variables on its first
     trace is traced a second time, which doubled the cost of every first `fit`
     (about a second per layer). A built model's trainable variables are known
-    before that trace, so the optimizer is built from them first.
+    before that trace, so the optimizer is built from them first. (Under a
+    strategy Keras builds it before tracing, in the strategy's scope.)
     `tests/test_keras_internals.py` checks that the first `fit` traces once.
     """
 
     def make_train_function(self, force=False):
-        if self.built and self.optimizer is not None and not self.optimizer.built:
+        if (self.built and creation_strategy(self) is None and self.optimizer is not None
+                and not self.optimizer.built):
             self.optimizer.build(self.trainable_variables)
         return super().make_train_function(force)
 
