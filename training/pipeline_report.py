@@ -617,7 +617,7 @@ def _series(values) -> list:
     return [math.nan if _number(v) is None else float(v) for v in _as_list(values)]
 
 
-def _curves_figure(plt, history, title: str):
+def curves_figure(plt, history, title: str):
     """One panel per logged quantity: training and evaluation per epoch."""
     from matplotlib.ticker import MaxNLocator
 
@@ -763,15 +763,15 @@ def _chart_figures(plt, metrics):
     return [
         ("summary", _summary_figure(plt, metrics)),
         ("comparison", _comparison_figure(plt, metrics)),
-        ("pretraining_curves", _curves_figure(
+        ("pretraining_curves", curves_figure(
             plt, _get(pretraining, "history"),
             f"Pretraining the teacher ({count(_get(pretraining, 'steps'))} steps)")),
-        ("finetune_curves", _curves_figure(plt, _get(metrics, "finetune", "history"),
+        ("finetune_curves", curves_figure(plt, _get(metrics, "finetune", "history"),
                                            "Fine-tuning the teacher")),
-        ("general_distill_curves", _curves_figure(
+        ("general_distill_curves", curves_figure(
             plt, _get(general, "history"),
             f"General distillation ({count(_get(general, 'steps'))} steps)")),
-        ("distill_curves", _curves_figure(plt, distill_history(metrics),
+        ("distill_curves", curves_figure(plt, distill_history(metrics),
                                           "Task distillation of the student")),
         ("confusion_matrices", _confusion_figure(plt, metrics)),
     ]

@@ -36,27 +36,14 @@ def plot_curves(history: dict, out_dir: str, title: str) -> str:
 
     matplotlib.use("Agg")  # No display on servers and CI.
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
-    names = sorted(name for name in history if not name.startswith("val_"))
-    columns = min(3, max(1, len(names)))
-    rows = math.ceil(len(names) / columns) or 1
-    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows),
-                                squeeze=False)
-    for axis, name in zip(axes.flat, names):
-        epochs = range(1, len(history[name]) + 1)
-        axis.plot(epochs, history[name], marker="o", label="train")
-        if f"val_{name}" in history:
-            axis.plot(epochs, history[f"val_{name}"], marker="o", label="eval")
-        axis.set_title(name)
-        axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-        axis.legend()
-    for axis in list(axes.flat)[len(names):]:
-        axis.axis("off")
-    figure.suptitle(title)
-    figure.tight_layout()
+    from training.pipeline_report import curves_figure
+
+    # The pipeline report draws its curves with the same figure.
+    figure = curves_figure(plt, history, title)
+    if figure is None:  # nothing finite was logged
+        figure = plt.figure(figsize=(4.6, 3.4))
+        figure.suptitle(f"{title}: no finite values logged")
     path = os.path.join(out_dir, "curves.png")
     figure.savefig(path, dpi=100)
     plt.close(figure)
